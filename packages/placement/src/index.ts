@@ -20,7 +20,11 @@ export type { PlacementJSON } from "./core/placement-json.ts";
 export { PlacementKeys, loadField, parseLoadField } from "./redis/keys.ts";
 export type { KeyOptions, LoadField, LoadWindow } from "./redis/keys.ts";
 export { PlacementStore } from "./redis/placement-store.ts";
-export type { PlacementStoreOptions, PlacementSubscribeOptions, PlacementSubscription } from "./redis/placement-store.ts";
+export type {
+  PlacementStoreOptions,
+  PlacementSubscribeOptions,
+  PlacementSubscription,
+} from "./redis/placement-store.ts";
 export { LoadRecorder } from "./redis/load-recorder.ts";
 export type { FlushResult, LoadRecorderOptions } from "./redis/load-recorder.ts";
 export { LoadReader } from "./redis/load-reader.ts";

@@ -16,7 +16,8 @@ function assertDefaultPlacement(p: Placement): void {
     for (let e = 0; e < E; e++) assert.deepEqual([...p.replicasOf(l, e)], [e]);
     // Every group wholly on one node.
     const reach = worstCaseNodes(p, l);
-    for (const [g, nodes] of reach.groupNodes.entries()) assert.equal(nodes.length, 1, `group ${g} on ${nodes.join(",")}`);
+    for (const [g, nodes] of reach.groupNodes.entries())
+      assert.equal(nodes.length, 1, `group ${g} on ${nodes.join(",")}`);
     assert.ok(reach.nodes <= p.shape.topkGroup);
     // Groups spread evenly over nodes.
     const groupsPerNode = new Map<string, number>();
@@ -29,8 +30,13 @@ function assertDefaultPlacement(p: Placement): void {
     // A node's experts spread evenly over that node's workers.
     for (const node of p.nodes) {
       const ws = p.workers.flatMap((w, i) => (w.node === node ? [i] : []));
-      const counts = ws.map((w) => p.physicalToWorker.subarray(l * E, (l + 1) * E).filter((x) => x === w).length);
-      assert.ok(Math.max(...counts) - Math.min(...counts) <= 1, `node ${node}: experts per worker ${counts.join(",")}`);
+      const counts = ws.map(
+        (w) => p.physicalToWorker.subarray(l * E, (l + 1) * E).filter((x) => x === w).length,
+      );
+      assert.ok(
+        Math.max(...counts) - Math.min(...counts) <= 1,
+        `node ${node}: experts per worker ${counts.join(",")}`,
+      );
     }
   }
   assert.equal(validatePlacement(p), p);
@@ -63,7 +69,10 @@ describe("createDefaultPlacement", () => {
   it("3 nodes get 2, 3 and 3 whole groups", () => {
     const p = createDefaultPlacement({ ...V3_SHAPE, workers: workersOn([1, 1, 1]) });
     const slices = ["w0", "w1", "w2"].map((w) => p.sliceOf(w).logical[0]!);
-    assert.deepEqual(slices.map((s) => s.length), [64, 96, 96]);
+    assert.deepEqual(
+      slices.map((s) => s.length),
+      [64, 96, 96],
+    );
     assert.deepEqual([slices[0]![0], slices[1]![0], slices[2]![0]], [0, 64, 160]);
   });
 
@@ -92,12 +101,24 @@ describe("createDefaultPlacement", () => {
 
   it("rejects a bad shape with INVALID_ARGUMENT naming the field", () => {
     const workers = workersOn([1]);
-    assert.throws(() => createDefaultPlacement({ ...V3_SHAPE, nGroup: 7, workers }), /nGroup: must be a positive integer dividing/);
-    assert.throws(() => createDefaultPlacement({ ...V3_SHAPE, topkGroup: 9, workers }), /topkGroup: must be an integer in 1..nGroup/);
-    assert.throws(() => createDefaultPlacement({ ...V3_SHAPE, moeLayers: [3, 3], workers }), /layer 3 is listed twice/);
+    assert.throws(
+      () => createDefaultPlacement({ ...V3_SHAPE, nGroup: 7, workers }),
+      /nGroup: must be a positive integer dividing/,
+    );
+    assert.throws(
+      () => createDefaultPlacement({ ...V3_SHAPE, topkGroup: 9, workers }),
+      /topkGroup: must be an integer in 1..nGroup/,
+    );
+    assert.throws(
+      () => createDefaultPlacement({ ...V3_SHAPE, moeLayers: [3, 3], workers }),
+      /layer 3 is listed twice/,
+    );
     assert.throws(
       () => createDefaultPlacement({ ...V3_SHAPE, workers: [...workers, { workerId: "w0", node: "n1" }] }),
-      (err: unknown) => err instanceof ExpertMeshError && err.code === Code.INVALID_ARGUMENT && /w0 is listed twice/.test(err.message),
+      (err: unknown) =>
+        err instanceof ExpertMeshError &&
+        err.code === Code.INVALID_ARGUMENT &&
+        /w0 is listed twice/.test(err.message),
     );
   });
 });

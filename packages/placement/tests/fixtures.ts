@@ -3,7 +3,12 @@ import { createDefaultPlacement, createPlacement } from "../src/index.ts";
 import type { Placement, PlacementShape, PlacementWorker } from "../src/index.ts";
 
 /** DeepSeek-V3's routing shape on three MoE layers (model layers 3, 4, 5). */
-export const V3_SHAPE: PlacementShape = { moeLayers: [3, 4, 5], nRoutedExperts: 256, nGroup: 8, topkGroup: 4 };
+export const V3_SHAPE: PlacementShape = {
+  moeLayers: [3, 4, 5],
+  nRoutedExperts: 256,
+  nGroup: 8,
+  topkGroup: 4,
+};
 
 /** Workers `w0, w1, …` on nodes `n0, n1, …`: `perNode[i]` workers on node i. */
 export function workersOn(perNode: readonly number[]): PlacementWorker[] {

@@ -32,18 +32,39 @@ describe("placement JSON", () => {
     const eight = createDefaultPlacement({ ...V3_SHAPE, workers: workersOn([1, 1, 1, 1, 1, 1, 1, 1]) });
     const doc = placementToJSON(eight);
     doc.layers[2]!.physicalToWorker[0] = 5; // expert 0 (group 0, node n0) moved to n5
-    assert.match(code(() => placementFromJSON(doc)), /^FAILED_PRECONDITION: placement v1 layer 5: .* reach 5 nodes .*group 0 on n0, n5\./);
+    assert.match(
+      code(() => placementFromJSON(doc)),
+      /^FAILED_PRECONDITION: placement v1 layer 5: .* reach 5 nodes .*group 0 on n0, n5\./,
+    );
   });
 
   it("refuses malformed documents with INVALID_ARGUMENT", () => {
     const doc = placementToJSON(p);
-    assert.match(code(() => placementFromJSON("{")), /^INVALID_ARGUMENT: placement: not valid JSON/);
-    assert.match(code(() => placementFromJSON({ ...doc, format: "other" })), /^INVALID_ARGUMENT: placement.format: expected/);
-    assert.match(code(() => placementFromJSON({ ...doc, layers: doc.layers.slice(1) })), /has 2 entries for 3 MoE layers/);
+    assert.match(
+      code(() => placementFromJSON("{")),
+      /^INVALID_ARGUMENT: placement: not valid JSON/,
+    );
+    assert.match(
+      code(() => placementFromJSON({ ...doc, format: "other" })),
+      /^INVALID_ARGUMENT: placement.format: expected/,
+    );
+    assert.match(
+      code(() => placementFromJSON({ ...doc, layers: doc.layers.slice(1) })),
+      /has 2 entries for 3 MoE layers/,
+    );
     const short = structuredClone(doc);
     short.layers[0]!.physicalToLogical.pop();
-    assert.match(code(() => placementFromJSON(short)), /^INVALID_ARGUMENT: placement.layers\[0\]: each array must have numPhysical = 256/);
-    assert.match(code(() => placementFromJSON({ ...doc, version: 0 })), /^INVALID_ARGUMENT: version: must be a positive integer/);
-    assert.match(code(() => placementFromJSON({ ...doc, workers: [{ workerId: "w0" }] })), /^INVALID_ARGUMENT: workers: worker w0 has no node/);
+    assert.match(
+      code(() => placementFromJSON(short)),
+      /^INVALID_ARGUMENT: placement.layers\[0\]: each array must have numPhysical = 256/,
+    );
+    assert.match(
+      code(() => placementFromJSON({ ...doc, version: 0 })),
+      /^INVALID_ARGUMENT: version: must be a positive integer/,
+    );
+    assert.match(
+      code(() => placementFromJSON({ ...doc, workers: [{ workerId: "w0" }] })),
+      /^INVALID_ARGUMENT: workers: worker w0 has no node/,
+    );
   });
 });

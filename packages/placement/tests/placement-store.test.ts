@@ -84,7 +84,9 @@ describe("PlacementStore", () => {
   it("refuses a stored placement that fails validation when read back", async () => {
     const keys = new PlacementKeys({ cluster: "corrupt" });
     const store = new PlacementStore(redis, { keys });
-    const doc = placementToJSON(createDefaultPlacement({ ...V3_SHAPE, workers: workersOn([1, 1, 1, 1, 1, 1, 1, 1]) }));
+    const doc = placementToJSON(
+      createDefaultPlacement({ ...V3_SHAPE, workers: workersOn([1, 1, 1, 1, 1, 1, 1, 1]) }),
+    );
     doc.layers[0]!.physicalToWorker[0] = 3;
     await redis.set(keys.version(1), JSON.stringify(doc));
     await redis.set(keys.current, "1");

@@ -8,7 +8,12 @@ import { V3_SHAPE, placementWithReplicas, randomRouting, seededRandom, workersOn
 const TOPK = 8;
 
 /** Checks every promise of a plan against the routing it came from. */
-function assertPlanConsistent(p: Placement, plan: DispatchPlan, topkIds: Int32Array, topkWeights: Float32Array): void {
+function assertPlanConsistent(
+  p: Placement,
+  plan: DispatchPlan,
+  topkIds: Int32Array,
+  topkWeights: Float32Array,
+): void {
   const T = topkIds.length / TOPK;
   const P = p.numPhysical;
   const l = plan.moeLayer;
@@ -25,7 +30,11 @@ function assertPlanConsistent(p: Placement, plan: DispatchPlan, topkIds: Int32Ar
         if (phys < 0) {
           assert.equal(d.logical[i * TOPK + j], -1);
           assert.equal(d.weights[i * TOPK + j], 0);
-          assert.notEqual(p.physicalToWorker[l * P + plan.physical[r * TOPK + j]!], d.worker, "slot on this worker left out");
+          assert.notEqual(
+            p.physicalToWorker[l * P + plan.physical[r * TOPK + j]!],
+            d.worker,
+            "slot on this worker left out",
+          );
           continue;
         }
         slotsHere++;
@@ -34,14 +43,21 @@ function assertPlanConsistent(p: Placement, plan: DispatchPlan, topkIds: Int32Ar
         assert.equal(d.logical[i * TOPK + j], topkIds[r * TOPK + j]);
         assert.equal(d.weights[i * TOPK + j], topkWeights[r * TOPK + j]);
         assert.equal(phys, plan.physical[r * TOPK + j]);
-        assert.equal(p.physicalToLogical[l * P + phys], topkIds[r * TOPK + j], "replica of the routed expert");
+        assert.equal(
+          p.physicalToLogical[l * P + phys],
+          topkIds[r * TOPK + j],
+          "replica of the routed expert",
+        );
         assert.equal(p.physicalToWorker[l * P + phys], d.worker, "replica lives on this worker");
         weightSum[r]! += d.weights[i * TOPK + j]!;
       }
       assert.ok(slotsHere > 0, `row ${r} sent to ${d.workerId} with nothing to do`);
     }
   }
-  assert.ok(seenSlot.every((s) => s === 1), "every slot dispatched");
+  assert.ok(
+    seenSlot.every((s) => s === 1),
+    "every slot dispatched",
+  );
   let maxNodes = 0;
   for (let r = 0; r < T; r++) {
     let expected = 0;
@@ -66,7 +82,10 @@ describe("planDispatch", () => {
       const groups = new Set(Array.from(topkIds.subarray(r * TOPK, (r + 1) * TOPK), (e) => p.groupOf(e)));
       assert.equal(plan.nodesPerRow[r], groups.size, "each group is one node");
     }
-    assert.equal(plan.workers.reduce((n, d) => n + d.rows.length, 0), plan.nodesPerRow.reduce((a, b) => a + b, 0));
+    assert.equal(
+      plan.workers.reduce((n, d) => n + d.rows.length, 0),
+      plan.nodesPerRow.reduce((a, b) => a + b, 0),
+    );
   });
 
   it("spreads a replicated expert's slots evenly over its replicas", () => {
@@ -80,7 +99,10 @@ describe("planDispatch", () => {
         const replicas = [...p.replicasOf(l, e)];
         assert.equal(replicas.length, 2);
         const uses = replicas.map((ph) => plan.physical.filter((x) => x === ph).length);
-        assert.ok(uses[0]! > 10 && Math.abs(uses[0]! - uses[1]!) <= 1, `expert ${e}: replica uses ${uses.join(",")}`);
+        assert.ok(
+          uses[0]! > 10 && Math.abs(uses[0]! - uses[1]!) <= 1,
+          `expert ${e}: replica uses ${uses.join(",")}`,
+        );
       }
     }
   });
@@ -121,10 +143,19 @@ describe("planDispatch", () => {
     const down = Uint8Array.from([1, 0, 0, 0]);
     assert.throws(
       () => planDispatch(p, { moeLayer: 0, topk: TOPK, topkIds, topkWeights, unavailableWorkers: down }),
-      (err: unknown) => err instanceof ExpertMeshError && err.code === Code.UNAVAILABLE && /logical expert 6/.test(err.message),
+      (err: unknown) =>
+        err instanceof ExpertMeshError &&
+        err.code === Code.UNAVAILABLE &&
+        /logical expert 6/.test(err.message),
     );
     const only5 = Int32Array.from([5, 70, 71, 72, 73, 74, 75, 76]); // 70.. live on w1
-    const plan = planDispatch(p, { moeLayer: 0, topk: TOPK, topkIds: only5, topkWeights, unavailableWorkers: down });
+    const plan = planDispatch(p, {
+      moeLayer: 0,
+      topk: TOPK,
+      topkIds: only5,
+      topkWeights,
+      unavailableWorkers: down,
+    });
     assert.equal(p.physicalToWorker[plan.physical[0]!], 1);
     assert.equal(plan.workers[0]!.rows.length, 0);
   });
@@ -140,8 +171,14 @@ describe("planDispatch", () => {
       }
       return "no error";
     };
-    assert.match(String(bad(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 256]))), /^3 topkIds: row 0 slot 7: logical expert 256 outside 0..255/);
-    assert.match(String(bad(new Int32Array(7), new Float32Array(7))), /^3 topkIds: length 7 is not a multiple of topk 8/);
+    assert.match(
+      String(bad(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 256]))),
+      /^3 topkIds: row 0 slot 7: logical expert 256 outside 0..255/,
+    );
+    assert.match(
+      String(bad(new Int32Array(7), new Float32Array(7))),
+      /^3 topkIds: length 7 is not a multiple of topk 8/,
+    );
     assert.match(String(bad(new Int32Array(8), new Float32Array(16))), /^3 topkWeights: length 16 differs/);
     assert.match(String(bad(new Int32Array(8), w, 3)), /^3 moeLayer: must be in 0..2/);
   });

@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Code, ExpertMeshError } from "@expertmesh/shared";
-import { Placement, createDefaultPlacement, createPlacement, validatePlacement, worstCaseNodes } from "../src/index.ts";
+import {
+  Placement,
+  createDefaultPlacement,
+  createPlacement,
+  validatePlacement,
+  worstCaseNodes,
+} from "../src/index.ts";
 import type { PlacementSpec } from "../src/index.ts";
 import { V3_SHAPE, workersOn } from "./fixtures.ts";
 
 /** The arrays of a default placement, to edit by hand. */
-function defaultSpec(perNode: number[]): PlacementSpec & { physicalToLogical: Int32Array; physicalToWorker: Int32Array } {
+function defaultSpec(
+  perNode: number[],
+): PlacementSpec & { physicalToLogical: Int32Array; physicalToWorker: Int32Array } {
   const p = createDefaultPlacement({ ...V3_SHAPE, workers: workersOn(perNode) });
   return {
     version: 2,
@@ -52,21 +60,30 @@ describe("validatePlacement: ≤ topk_group nodes per token", () => {
     const reach = worstCaseNodes(p, 1);
     assert.equal(reach.nodes, 5);
     assert.equal(worstCaseNodes(p, 0).nodes, 4);
-    assert.throws(() => validatePlacement(p), (err: unknown) => {
-      assert.ok(err instanceof ExpertMeshError);
-      assert.equal(err.code, Code.FAILED_PRECONDITION);
-      assert.match(err.message, /^placement v2 layer 4: expert groups \[0, \d, \d, \d\] together reach 5 nodes \(n0, n1, n\d, n\d, n\d\), more than topk_group = 4/);
-      assert.match(err.message, /groups spanning several nodes: group 0 on n0, n1\./);
-      assert.equal(err.details.layer, "4");
-      assert.equal(err.details.nodes.split(",").length, 5);
-      return true;
-    });
+    assert.throws(
+      () => validatePlacement(p),
+      (err: unknown) => {
+        assert.ok(err instanceof ExpertMeshError);
+        assert.equal(err.code, Code.FAILED_PRECONDITION);
+        assert.match(
+          err.message,
+          /^placement v2 layer 4: expert groups \[0, \d, \d, \d\] together reach 5 nodes \(n0, n1, n\d, n\d, n\d\), more than topk_group = 4/,
+        );
+        assert.match(err.message, /groups spanning several nodes: group 0 on n0, n1\./);
+        assert.equal(err.details.layer, "4");
+        assert.equal(err.details.nodes?.split(",").length, 5);
+        return true;
+      },
+    );
     assert.throws(() => createPlacement(spec), refusal(/layer 4: .* reach 5 nodes/));
   });
 
   it("refuses a hot-expert replica on another group's node", () => {
     const spec = defaultSpec([1, 1, 1, 1, 1, 1, 1, 1]);
-    assert.throws(() => createPlacement(withReplica(spec, 0, 3)), refusal(/layer 3: .*reach 5 nodes.*group 0 on n0, n3\./));
+    assert.throws(
+      () => createPlacement(withReplica(spec, 0, 3)),
+      refusal(/layer 3: .*reach 5 nodes.*group 0 on n0, n3\./),
+    );
   });
 
   it("accepts a replica on another worker of the group's own node", () => {
@@ -96,7 +113,9 @@ describe("validatePlacement: ≤ topk_group nodes per token", () => {
     // Put expert 7 (g3) on n2: g0 + g3 reach n0, n1, n2.
     assert.throws(
       () => createPlacement({ ...base, physicalToWorker: [0, 1, 1, 0, 0, 0, 1, 2] }),
-      refusal(/layer 0: expert groups \[0, 3\] together reach 3 nodes \(n0, n1, n2\), more than topk_group = 2/),
+      refusal(
+        /layer 0: expert groups \[0, 3\] together reach 3 nodes \(n0, n1, n2\), more than topk_group = 2/,
+      ),
     );
   });
 });
@@ -104,7 +123,14 @@ describe("validatePlacement: ≤ topk_group nodes per token", () => {
 describe("validatePlacement: structure", () => {
   const shape = { moeLayers: [7], nRoutedExperts: 4, nGroup: 1, topkGroup: 1 };
   const workers = workersOn([2]);
-  const spec = { version: 1, shape, workers, numPhysical: 4, physicalToLogical: [0, 1, 2, 3], physicalToWorker: [0, 0, 1, 1] };
+  const spec = {
+    version: 1,
+    shape,
+    workers,
+    numPhysical: 4,
+    physicalToLogical: [0, 1, 2, 3],
+    physicalToWorker: [0, 0, 1, 1],
+  };
 
   it("refuses a logical expert with no physical replica", () => {
     assert.throws(
@@ -113,14 +139,26 @@ describe("validatePlacement: structure", () => {
     );
   });
   it("refuses a physical expert mapped outside the logical range", () => {
-    assert.throws(() => createPlacement({ ...spec, physicalToLogical: [0, 1, 2, 4] }), refusal(/physical expert 3 maps to logical expert 4, outside 0..3/));
+    assert.throws(
+      () => createPlacement({ ...spec, physicalToLogical: [0, 1, 2, 4] }),
+      refusal(/physical expert 3 maps to logical expert 4, outside 0..3/),
+    );
   });
   it("refuses an unknown worker", () => {
-    assert.throws(() => createPlacement({ ...spec, physicalToWorker: [0, 0, 2, 1] }), refusal(/physical expert 2 is on unknown worker #2/));
+    assert.throws(
+      () => createPlacement({ ...spec, physicalToWorker: [0, 0, 2, 1] }),
+      refusal(/physical expert 2 is on unknown worker #2/),
+    );
   });
   it("refuses arrays of the wrong length and non-integer entries", () => {
-    assert.throws(() => createPlacement({ ...spec, physicalToWorker: [0, 0, 1] }), refusal(/physicalToWorker has 3 entries, expected layers × numPhysical = 1 × 4/));
-    assert.throws(() => createPlacement({ ...spec, physicalToLogical: [0, 1, 2.5, 3] }), refusal(/non-integer entry/));
+    assert.throws(
+      () => createPlacement({ ...spec, physicalToWorker: [0, 0, 1] }),
+      refusal(/physicalToWorker has 3 entries, expected layers × numPhysical = 1 × 4/),
+    );
+    assert.throws(
+      () => createPlacement({ ...spec, physicalToLogical: [0, 1, 2.5, 3] }),
+      refusal(/non-integer entry/),
+    );
   });
   it("refuses a placement whose arrays were edited after construction", () => {
     const p = createPlacement(spec);

@@ -42,9 +42,13 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+function isNumberArray(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "number");
+}
+
 function numberArray(v: unknown, field: string): number[] {
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "number")) throw invalidArgument(field, "must be an array of numbers");
-  return v as number[];
+  if (!isNumberArray(v)) throw invalidArgument(field, "must be an array of numbers");
+  return v;
 }
 
 /** Parses (a string or an already-parsed object) and validates; INVALID_ARGUMENT / FAILED_PRECONDITION. */
@@ -59,15 +63,23 @@ export function placementFromJSON(json: unknown): Placement {
   }
   if (!isRecord(doc)) throw invalidArgument("placement", "must be a JSON object");
   if (doc.format !== PLACEMENT_FORMAT) {
-    throw invalidArgument("placement.format", `expected "${PLACEMENT_FORMAT}", got ${JSON.stringify(doc.format)}`);
+    throw invalidArgument(
+      "placement.format",
+      `expected "${PLACEMENT_FORMAT}", got ${JSON.stringify(doc.format)}`,
+    );
   }
   const { shape, workers, layers } = doc;
   if (!isRecord(shape)) throw invalidArgument("placement.shape", "must be an object");
-  if (!Array.isArray(workers) || !workers.every(isRecord)) throw invalidArgument("placement.workers", "must be an array of objects");
-  if (!Array.isArray(layers) || !layers.every(isRecord)) throw invalidArgument("placement.layers", "must be an array of objects");
+  if (!Array.isArray(workers) || !workers.every(isRecord))
+    throw invalidArgument("placement.workers", "must be an array of objects");
+  if (!Array.isArray(layers) || !layers.every(isRecord))
+    throw invalidArgument("placement.layers", "must be an array of objects");
   const moeLayers = numberArray(shape.moeLayers, "placement.shape.moeLayers");
   if (layers.length !== moeLayers.length) {
-    throw invalidArgument("placement.layers", `has ${layers.length} entries for ${moeLayers.length} MoE layers`);
+    throw invalidArgument(
+      "placement.layers",
+      `has ${layers.length} entries for ${moeLayers.length} MoE layers`,
+    );
   }
   const numPhysical = doc.numPhysical;
   if (typeof numPhysical !== "number") throw invalidArgument("placement.numPhysical", "must be a number");
@@ -77,7 +89,10 @@ export function placementFromJSON(json: unknown): Placement {
     const p2l = numberArray(layer.physicalToLogical, `placement.layers[${l}].physicalToLogical`);
     const p2w = numberArray(layer.physicalToWorker, `placement.layers[${l}].physicalToWorker`);
     if (p2l.length !== numPhysical || p2w.length !== numPhysical) {
-      throw invalidArgument(`placement.layers[${l}]`, `each array must have numPhysical = ${numPhysical} entries`);
+      throw invalidArgument(
+        `placement.layers[${l}]`,
+        `each array must have numPhysical = ${numPhysical} entries`,
+      );
     }
     physicalToLogical.push(...p2l);
     physicalToWorker.push(...p2w);

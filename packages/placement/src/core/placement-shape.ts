@@ -28,12 +28,13 @@ export interface PlacementWorker {
 /** Validates the shape; throws INVALID_ARGUMENT naming the bad field. Returns a frozen copy. */
 export function checkShape(shape: PlacementShape): PlacementShape {
   const { moeLayers, nRoutedExperts, nGroup, topkGroup } = shape;
-  if (!Array.isArray(moeLayers) || moeLayers.length === 0) {
+  if (moeLayers.length === 0) {
     throw invalidArgument("moeLayers", "must list at least one MoE layer index");
   }
   const seen = new Set<number>();
   for (const l of moeLayers) {
-    if (!Number.isInteger(l) || l < 0) throw invalidArgument("moeLayers", `layer index ${String(l)} is not a non-negative integer`);
+    if (!Number.isInteger(l) || l < 0)
+      throw invalidArgument("moeLayers", `layer index ${String(l)} is not a non-negative integer`);
     if (seen.has(l)) throw invalidArgument("moeLayers", `layer ${l} is listed twice`);
     seen.add(l);
   }
@@ -41,22 +42,30 @@ export function checkShape(shape: PlacementShape): PlacementShape {
     throw invalidArgument("nRoutedExperts", `must be a positive integer, got ${String(nRoutedExperts)}`);
   }
   if (!Number.isInteger(nGroup) || nGroup < 1 || nRoutedExperts % nGroup !== 0) {
-    throw invalidArgument("nGroup", `must be a positive integer dividing nRoutedExperts ${nRoutedExperts}, got ${String(nGroup)}`);
+    throw invalidArgument(
+      "nGroup",
+      `must be a positive integer dividing nRoutedExperts ${nRoutedExperts}, got ${String(nGroup)}`,
+    );
   }
   if (!Number.isInteger(topkGroup) || topkGroup < 1 || topkGroup > nGroup) {
-    throw invalidArgument("topkGroup", `must be an integer in 1..nGroup (${nGroup}), got ${String(topkGroup)}`);
+    throw invalidArgument(
+      "topkGroup",
+      `must be an integer in 1..nGroup (${nGroup}), got ${String(topkGroup)}`,
+    );
   }
   return Object.freeze({ moeLayers: Object.freeze([...moeLayers]), nRoutedExperts, nGroup, topkGroup });
 }
 
 /** Validates the worker list (non-empty, unique ids, a node each); returns a frozen copy. */
 export function checkWorkers(workers: readonly PlacementWorker[]): readonly PlacementWorker[] {
-  if (!Array.isArray(workers) || workers.length === 0) throw invalidArgument("workers", "must list at least one worker");
+  if (workers.length === 0) throw invalidArgument("workers", "must list at least one worker");
   const ids = new Set<string>();
   const out: PlacementWorker[] = [];
   for (const [i, w] of workers.entries()) {
-    if (typeof w.workerId !== "string" || w.workerId === "") throw invalidArgument("workers", `worker #${i} has no workerId`);
-    if (typeof w.node !== "string" || w.node === "") throw invalidArgument("workers", `worker ${w.workerId} has no node`);
+    if (typeof w.workerId !== "string" || w.workerId === "")
+      throw invalidArgument("workers", `worker #${i} has no workerId`);
+    if (typeof w.node !== "string" || w.node === "")
+      throw invalidArgument("workers", `worker ${w.workerId} has no node`);
     if (ids.has(w.workerId)) throw invalidArgument("workers", `workerId ${w.workerId} is listed twice`);
     ids.add(w.workerId);
     out.push(Object.freeze({ workerId: w.workerId, node: w.node }));

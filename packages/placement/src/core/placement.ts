@@ -69,7 +69,8 @@ export class Placement {
     const L = this.shape.moeLayers.length;
     const E = this.shape.nRoutedExperts;
     const P = spec.numPhysical;
-    if (!Number.isInteger(P) || P < 1) throw invalidArgument("numPhysical", `must be a positive integer, got ${String(P)}`);
+    if (!Number.isInteger(P) || P < 1)
+      throw invalidArgument("numPhysical", `must be a positive integer, got ${String(P)}`);
     this.numLayers = L;
     this.numPhysical = P;
 
@@ -84,7 +85,10 @@ export class Placement {
     this.#workerIndex = new Map(this.workers.map((w, i) => [w.workerId, i]));
     this.#moeLayerOf = new Map(this.shape.moeLayers.map((l, i) => [l, i]));
 
-    for (const [name, arr] of [["physicalToLogical", spec.physicalToLogical], ["physicalToWorker", spec.physicalToWorker]] as const) {
+    for (const [name, arr] of [
+      ["physicalToLogical", spec.physicalToLogical],
+      ["physicalToWorker", spec.physicalToWorker],
+    ] as const) {
       if (arr.length !== L * P) {
         throw new ExpertMeshError(
           Code.FAILED_PRECONDITION,
@@ -96,7 +100,10 @@ export class Placement {
     this.physicalToWorker = Int32Array.from(spec.physicalToWorker);
     // Int32Array.from turns NaN/fractions into integers; check the originals are exact.
     for (let i = 0; i < L * P; i++) {
-      if (this.physicalToLogical[i] !== spec.physicalToLogical[i] || this.physicalToWorker[i] !== spec.physicalToWorker[i]) {
+      if (
+        this.physicalToLogical[i] !== spec.physicalToLogical[i] ||
+        this.physicalToWorker[i] !== spec.physicalToWorker[i]
+      ) {
         throw new ExpertMeshError(
           Code.FAILED_PRECONDITION,
           `placement v${spec.version}: moe layer #${Math.floor(i / P)} physical expert ${i % P} has a non-integer entry`,
@@ -130,7 +137,8 @@ export class Placement {
   /** Position of a model layer among the MoE layers; throws INVALID_ARGUMENT for a dense layer. */
   moeLayerOf(modelLayer: number): number {
     const i = this.#moeLayerOf.get(modelLayer);
-    if (i === undefined) throw invalidArgument("layer", `model layer ${modelLayer} is not a MoE layer of this placement`);
+    if (i === undefined)
+      throw invalidArgument("layer", `model layer ${modelLayer} is not a MoE layer of this placement`);
     return i;
   }
 
@@ -149,7 +157,8 @@ export class Placement {
   /** The physical experts a worker must load, per MoE layer. */
   sliceOf(workerId: string): WorkerSlice {
     const w = this.workerIndex(workerId);
-    if (w < 0) throw new ExpertMeshError(Code.NOT_FOUND, `worker ${workerId} is not in placement v${this.version}`);
+    if (w < 0)
+      throw new ExpertMeshError(Code.NOT_FOUND, `worker ${workerId} is not in placement v${this.version}`);
     const physical: Int32Array[] = [];
     const logical: Int32Array[] = [];
     const P = this.numPhysical;
@@ -176,7 +185,10 @@ export class Placement {
  * [layer, logical]. Throws FAILED_PRECONDITION naming the layer.
  */
 export function checkPlacementArrays(
-  p: Pick<Placement, "version" | "shape" | "workers" | "numPhysical" | "physicalToLogical" | "physicalToWorker">,
+  p: Pick<
+    Placement,
+    "version" | "shape" | "workers" | "numPhysical" | "physicalToLogical" | "physicalToWorker"
+  >,
 ): Int32Array {
   const { moeLayers, nRoutedExperts: E } = p.shape;
   const P = p.numPhysical;

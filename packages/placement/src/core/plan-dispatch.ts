@@ -25,7 +25,10 @@ export interface DispatchInput {
   readonly unavailableWorkers?: Uint8Array;
 }
 
-/** What one worker receives for this (micro-batch, layer). */
+/**
+ * What one worker receives for this (micro-batch, layer). The arrays are views into buffers
+ * shared by all workers of the plan (copy before aligning/reusing their `.buffer`).
+ */
 export interface WorkerDispatch {
   /** Index in `placement.workers`. */
   readonly worker: number;
@@ -65,12 +68,19 @@ export function planDispatch(placement: Placement, input: DispatchInput): Dispat
     throw invalidArgument("moeLayer", `must be in 0..${L - 1}, got ${moeLayer}`);
   }
   if (!Number.isInteger(k) || k < 1) throw invalidArgument("topk", `must be a positive integer, got ${k}`);
-  if (topkIds.length % k !== 0) throw invalidArgument("topkIds", `length ${topkIds.length} is not a multiple of topk ${k}`);
+  if (topkIds.length % k !== 0)
+    throw invalidArgument("topkIds", `length ${topkIds.length} is not a multiple of topk ${k}`);
   if (topkWeights.length !== topkIds.length) {
-    throw invalidArgument("topkWeights", `length ${topkWeights.length} differs from topkIds length ${topkIds.length}`);
+    throw invalidArgument(
+      "topkWeights",
+      `length ${topkWeights.length} differs from topkIds length ${topkIds.length}`,
+    );
   }
   if (unavailableWorkers !== undefined && unavailableWorkers.length !== W) {
-    throw invalidArgument("unavailableWorkers", `length ${unavailableWorkers.length} differs from worker count ${W}`);
+    throw invalidArgument(
+      "unavailableWorkers",
+      `length ${unavailableWorkers.length} differs from worker count ${W}`,
+    );
   }
   const T = topkIds.length / k;
   const lP = moeLayer * P;
@@ -94,7 +104,8 @@ export function planDispatch(placement: Placement, input: DispatchInput): Dispat
     // Pass 1: slots with a single usable replica fix their node.
     for (let j = 0; j < k; j++) {
       const e = topkIds[o + j]!;
-      if (!(e >= 0 && e < E)) throw invalidArgument("topkIds", `row ${r} slot ${j}: logical expert ${e} outside 0..${E - 1}`);
+      if (!(e >= 0 && e < E))
+        throw invalidArgument("topkIds", `row ${r} slot ${j}: logical expert ${e} outside 0..${E - 1}`);
       chosen[o + j] = -1;
       if (replicaCount[lE + e] !== 1) continue;
       const p = l2p[(lE + e) * R]!;
@@ -151,18 +162,26 @@ export function planDispatch(placement: Placement, input: DispatchInput): Dispat
     }
   }
 
-  // Second sweep: fill each worker's rows and slots.
+  // Second sweep: fill each worker's rows and slots. One buffer per field for all workers
+  // (worker w's part is a view), so a plan costs a handful of allocations whatever W is.
+  let total = 0;
+  for (let w = 0; w < W; w++) total += rowsOfWorker[w]!;
+  const allRows = new Int32Array(total);
+  const allLogical = new Int32Array(total * k).fill(-1);
+  const allPhysical = new Int32Array(total * k).fill(-1);
+  const allWeights = new Float32Array(total * k);
   const workers: WorkerDispatch[] = [];
-  for (let w = 0; w < W; w++) {
-    const n = rowsOfWorker[w]!;
+  for (let w = 0, start = 0; w < W; w++) {
+    const end = start + rowsOfWorker[w]!;
     workers.push({
       worker: w,
       workerId: placement.workers[w]!.workerId,
-      rows: new Int32Array(n),
-      logical: new Int32Array(n * k).fill(-1),
-      physical: new Int32Array(n * k).fill(-1),
-      weights: new Float32Array(n * k),
+      rows: allRows.subarray(start, end),
+      logical: allLogical.subarray(start * k, end * k),
+      physical: allPhysical.subarray(start * k, end * k),
+      weights: allWeights.subarray(start * k, end * k),
     });
+    start = end;
   }
   const fillPos = new Int32Array(W); // rows written so far per worker
   workerStamp.fill(-1);

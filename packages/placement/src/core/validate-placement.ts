@@ -46,7 +46,11 @@ function groupNodeSets(p: Placement, moeLayer: number): number[][] {
  * Max coverage of `k` sets, exact: depth-first over groups (largest first) with the bound
  * "nodes so far + sizes of the largest remaining picks". nGroup is small (8 for V3).
  */
-function maxReach(sets: readonly (readonly number[])[], k: number, numNodes: number): { nodes: number; groups: number[] } {
+function maxReach(
+  sets: readonly (readonly number[])[],
+  k: number,
+  numNodes: number,
+): { nodes: number; groups: number[] } {
   const order = sets.map((s, g) => ({ g, s })).sort((a, b) => b.s.length - a.s.length || a.g - b.g);
   const use = new Int32Array(numNodes); // multiplicity of each node in the current union
   const chosen: number[] = [];

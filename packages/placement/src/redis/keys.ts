@@ -36,8 +36,10 @@ export class PlacementKeys {
   constructor(options: KeyOptions = {}) {
     this.prefix = options.prefix ?? "expertmesh";
     this.cluster = options.cluster ?? "default";
-    if (!NAME.test(this.prefix)) throw invalidArgument("prefix", `must match ${String(NAME)}, got ${JSON.stringify(this.prefix)}`);
-    if (!NAME.test(this.cluster)) throw invalidArgument("cluster", `must match ${String(NAME)}, got ${JSON.stringify(this.cluster)}`);
+    if (!NAME.test(this.prefix))
+      throw invalidArgument("prefix", `must match ${String(NAME)}, got ${JSON.stringify(this.prefix)}`);
+    if (!NAME.test(this.cluster))
+      throw invalidArgument("cluster", `must match ${String(NAME)}, got ${JSON.stringify(this.cluster)}`);
     this.#base = `${this.prefix}:{${this.cluster}}`;
     this.current = `${this.#base}:placement:current`;
     this.versions = `${this.#base}:placement:versions`;
@@ -52,7 +54,8 @@ export class PlacementKeys {
   /** Key of one load window's hash. */
   load(window: LoadWindow): string {
     const w = String(window);
-    if (!NAME.test(w)) throw invalidArgument("window", `must match ${String(NAME)}, got ${JSON.stringify(w)}`);
+    if (!NAME.test(w))
+      throw invalidArgument("window", `must match ${String(NAME)}, got ${JSON.stringify(w)}`);
     return `${this.#base}:load:${w}`;
   }
 }
@@ -67,7 +70,12 @@ export interface LoadField {
   readonly physical: number;
 }
 
-export function loadField(placementVersion: number, modelLayer: number, logical: number, physical: number): string {
+export function loadField(
+  placementVersion: number,
+  modelLayer: number,
+  logical: number,
+  physical: number,
+): string {
   return `${placementVersion}:${modelLayer}:${logical}:${physical}`;
 }
 
@@ -77,5 +85,10 @@ const FIELD = /^(\d+):(\d+):(\d+):(\d+)$/;
 export function parseLoadField(field: string): LoadField | undefined {
   const m = FIELD.exec(field);
   if (m === null) return undefined;
-  return { placementVersion: Number(m[1]), modelLayer: Number(m[2]), logical: Number(m[3]), physical: Number(m[4]) };
+  return {
+    placementVersion: Number(m[1]),
+    modelLayer: Number(m[2]),
+    logical: Number(m[3]),
+    physical: Number(m[4]),
+  };
 }

@@ -47,18 +47,23 @@ export class LoadReader {
     const P = placement.numPhysical;
     const physical = Array.from({ length: placement.numLayers }, () => new Float64Array(P));
     const logical = Array.from({ length: placement.numLayers }, () => new Float64Array(E));
+    const moeLayerOf = new Map(placement.shape.moeLayers.map((layer, i) => [layer, i]));
     let totalRows = 0;
     let otherVersionRows = 0;
     for (const [i, [err, hash]] of results.entries()) {
-      if (err !== null) throw new ExpertMeshError(Code.UNAVAILABLE, `reading load window ${keys[i]} failed`, { cause: err });
+      if (err !== null)
+        throw new ExpertMeshError(Code.UNAVAILABLE, `reading load window ${keys[i]} failed`, { cause: err });
       for (const [field, value] of Object.entries(hash as Record<string, string>)) {
         const f = parseLoadField(field);
         const rows = Number(value);
         if (f === undefined || !Number.isFinite(rows)) {
-          throw new ExpertMeshError(Code.DATA_LOSS, `${keys[i]}: malformed load field ${JSON.stringify(field)} = ${JSON.stringify(value)}`);
+          throw new ExpertMeshError(
+            Code.DATA_LOSS,
+            `${keys[i]}: malformed load field ${JSON.stringify(field)} = ${JSON.stringify(value)}`,
+          );
         }
-        const l = placement.shape.moeLayers.indexOf(f.modelLayer);
-        if (l < 0 || f.logical >= E) {
+        const l = moeLayerOf.get(f.modelLayer);
+        if (l === undefined || f.logical >= E) {
           throw new ExpertMeshError(
             Code.FAILED_PRECONDITION,
             `${keys[i]}: field ${field} (layer ${f.modelLayer}, logical expert ${f.logical}) does not fit the model of placement v${placement.version}`,
@@ -79,6 +84,13 @@ export class LoadReader {
         physical[l]![f.physical]! += rows;
       }
     }
-    return { windows: list.map(String), placementVersion: placement.version, physical, logical, totalRows, otherVersionRows };
+    return {
+      windows: list.map(String),
+      placementVersion: placement.version,
+      physical,
+      logical,
+      totalRows,
+      otherVersionRows,
+    };
   }
 }

@@ -45,7 +45,10 @@ export class LoadRecorder {
     this.keys = options.keys ?? new PlacementKeys();
     this.ttlSeconds = options.ttlSeconds ?? 86_400;
     if (!Number.isInteger(this.ttlSeconds) || this.ttlSeconds < 1) {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `ttlSeconds: must be a positive integer, got ${this.ttlSeconds}`);
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `ttlSeconds: must be a positive integer, got ${this.ttlSeconds}`,
+      );
     }
     this.#current = this.#countersFor(options.placement);
   }
@@ -98,7 +101,11 @@ export class LoadRecorder {
         const c = counts[i]!;
         if (c === 0) continue;
         const l = Math.floor(i / P);
-        tx.hincrby(key, loadField(placement.version, moeLayers[l]!, placement.physicalToLogical[i]!, i - l * P), c);
+        tx.hincrby(
+          key,
+          loadField(placement.version, moeLayers[l]!, placement.physicalToLogical[i]!, i - l * P),
+          c,
+        );
         fields++;
         rows += c;
       }
@@ -111,7 +118,9 @@ export class LoadRecorder {
       if (results === null || failed !== undefined) throw failed?.[0] ?? new Error("transaction aborted");
     } catch (err) {
       for (const c of taken) this.#addBack(c);
-      throw new ExpertMeshError(Code.UNAVAILABLE, `flushing load window ${String(window)} failed`, { cause: err });
+      throw new ExpertMeshError(Code.UNAVAILABLE, `flushing load window ${String(window)} failed`, {
+        cause: err,
+      });
     }
     return { key, fields, rows };
   }

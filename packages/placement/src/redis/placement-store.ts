@@ -104,7 +104,10 @@ export class PlacementStore {
     if (json === null) return undefined;
     const p = placementFromJSON(json);
     if (p.version !== version) {
-      throw new ExpertMeshError(Code.DATA_LOSS, `${this.keys.version(version)} holds placement v${p.version}`);
+      throw new ExpertMeshError(
+        Code.DATA_LOSS,
+        `${this.keys.version(version)} holds placement v${p.version}`,
+      );
     }
     return p;
   }
@@ -128,7 +131,9 @@ export class PlacementStore {
     const results = await tx.exec();
     const failed = results?.find(([err]) => err !== null);
     if (results === null || failed !== undefined) {
-      throw new ExpertMeshError(Code.UNAVAILABLE, "pruning placement versions failed", { cause: failed?.[0] });
+      throw new ExpertMeshError(Code.UNAVAILABLE, "pruning placement versions failed", {
+        cause: failed?.[0],
+      });
     }
     return old.map(Number);
   }
@@ -138,7 +143,10 @@ export class PlacementStore {
    * subscription is active the current version is read once, so a version published before
    * (or while) subscribing is not missed.
    */
-  async subscribe(listener: (placement: Placement) => void, options: PlacementSubscribeOptions): Promise<PlacementSubscription> {
+  async subscribe(
+    listener: (placement: Placement) => void,
+    options: PlacementSubscribeOptions,
+  ): Promise<PlacementSubscription> {
     let delivered = options.afterVersion ?? 0;
     let chain: Promise<void> = Promise.resolve();
     const deliver = async (announced: number | undefined): Promise<void> => {
