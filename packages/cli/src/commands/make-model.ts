@@ -26,12 +26,20 @@ function usageError(message: string): ExpertMeshError {
 
 function parseNonNegativeInt(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw usageError(`--${flag} must be a non-negative integer, got '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
+    throw usageError(`--${flag} must be a non-negative integer, got '${text}'`);
   return Number(text);
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values: { preset?: string; out?: string; seed?: string; fp8?: boolean; shards?: string; help?: boolean };
+  let values: {
+    preset?: string;
+    out?: string;
+    seed?: string;
+    fp8?: boolean;
+    shards?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args,
@@ -73,11 +81,16 @@ export async function run(args: string[]): Promise<void> {
   });
   progress.done();
   const mb = (result.totalBytes / 1e6).toFixed(1);
-  console.log(`wrote ${values.preset} (${values.fp8 === true ? "fp8" : "bf16"}, ${result.tensorCount} tensors, ${mb} MB in ${result.files.length} file(s)) to ${result.outDir}`);
+  console.log(
+    `wrote ${values.preset} (${values.fp8 === true ? "fp8" : "bf16"}, ${result.tensorCount} tensors, ${mb} MB in ${result.files.length} file(s)) to ${result.outDir}`,
+  );
 }
 
 /** A bar redrawn in place on a TTY; otherwise a line per 10 % (logs stay readable). */
-function createProgress(stream: NodeJS.WriteStream): { update: (written: number, total: number) => void; done: () => void } {
+function createProgress(stream: NodeJS.WriteStream): {
+  update: (written: number, total: number) => void;
+  done: () => void;
+} {
   const tty = stream.isTTY;
   let lastShown = -1;
   return {
@@ -87,7 +100,9 @@ function createProgress(stream: NodeJS.WriteStream): { update: (written: number,
         if (pct === lastShown) return;
         const width = 30;
         const filled = Math.round((pct / 100) * width);
-        stream.write(`\r[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(pct).padStart(3)}% ${(written / 1e6).toFixed(0)}/${(total / 1e6).toFixed(0)} MB`);
+        stream.write(
+          `\r[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(pct).padStart(3)}% ${(written / 1e6).toFixed(0)}/${(total / 1e6).toFixed(0)} MB`,
+        );
       } else {
         if (Math.floor(pct / 10) === Math.floor(lastShown / 10)) return;
         stream.write(`make-model: ${pct}%\n`);

@@ -77,15 +77,22 @@ async function readJson(path: string, what: string): Promise<unknown> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new ExpertMeshError(Code.FAILED_PRECONDITION, `${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
-      details: { file: path },
-      cause: err,
-    });
+    throw new ExpertMeshError(
+      Code.FAILED_PRECONDITION,
+      `${path}: cannot read ${what} (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+      {
+        details: { file: path },
+        cause: err,
+      },
+    );
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new ExpertMeshError(Code.FAILED_PRECONDITION, `${path}: ${what} is not valid JSON`, { details: { file: path }, cause: err });
+    throw new ExpertMeshError(Code.FAILED_PRECONDITION, `${path}: ${what} is not valid JSON`, {
+      details: { file: path },
+      cause: err,
+    });
   }
 }
 
@@ -107,7 +114,8 @@ interface Loaded {
 export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
   assertLittleEndianHost();
   const configPath = join(dir, "config.json");
-  if (!(await exists(configPath))) throw failed(`${dir}: not a checkpoint directory (no config.json)`, { file: configPath });
+  if (!(await exists(configPath)))
+    throw failed(`${dir}: not a checkpoint directory (no config.json)`, { file: configPath });
   const rawConfig = await readJson(configPath, "config.json");
   const { config, warnings } = parseModelConfigWithWarnings(rawConfig, configPath);
 
@@ -115,7 +123,14 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
   try {
     const located = await locateTensors(dir, files);
     const tensors = validate(dir, config, located, warnings, options.requireAll ?? true);
-    return new SafetensorsCheckpoint(dir, config, rawConfig as Record<string, unknown>, warnings, tensors, files);
+    return new SafetensorsCheckpoint(
+      dir,
+      config,
+      rawConfig as Record<string, unknown>,
+      warnings,
+      tensors,
+      files,
+    );
   } catch (err) {
     await Promise.all([...files.values()].map((f) => f.handle.close()));
     throw err;
@@ -123,17 +138,23 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
 }
 
 /** name → where its bytes are, across the single file or every shard of the index. */
-async function locateTensors(dir: string, files: Map<string, SafetensorsFile>): Promise<Map<string, Located>> {
+async function locateTensors(
+  dir: string,
+  files: Map<string, SafetensorsFile>,
+): Promise<Map<string, Located>> {
   const located = new Map<string, Located>();
   const openFile = async (fileName: string, forTensor?: string): Promise<SafetensorsFile> => {
     let f = files.get(fileName);
     if (f !== undefined) return f;
     const path = join(dir, fileName);
     if (!(await exists(path))) {
-      throw failed(`${join(dir, INDEX_FILE)}: points to missing file ${fileName}${forTensor === undefined ? "" : ` (for tensor "${forTensor}")`}`, {
-        file: path,
-        ...(forTensor === undefined ? {} : { tensor: forTensor }),
-      });
+      throw failed(
+        `${join(dir, INDEX_FILE)}: points to missing file ${fileName}${forTensor === undefined ? "" : ` (for tensor "${forTensor}")`}`,
+        {
+          file: path,
+          ...(forTensor === undefined ? {} : { tensor: forTensor }),
+        },
+      );
     }
     f = await openSafetensorsFile(path);
     files.set(fileName, f);
@@ -149,19 +170,26 @@ async function locateTensors(dir: string, files: Map<string, SafetensorsFile>): 
     }
     for (const [name, fileName] of Object.entries(weightMap as Record<string, unknown>)) {
       if (typeof fileName !== "string" || fileName.includes("/") || fileName.includes("\\")) {
-        throw failed(`${indexPath}: tensor "${name}" maps to ${JSON.stringify(fileName)}, not a file name in the directory`, { file: indexPath, tensor: name });
+        throw failed(
+          `${indexPath}: tensor "${name}" maps to ${JSON.stringify(fileName)}, not a file name in the directory`,
+          { file: indexPath, tensor: name },
+        );
       }
       const file = await openFile(fileName, name);
       const entry = file.entries.get(name);
       if (entry === undefined) {
-        throw failed(`${file.path}: missing tensor "${name}" (the index says this file holds it)`, { file: file.path, tensor: name });
+        throw failed(`${file.path}: missing tensor "${name}" (the index says this file holds it)`, {
+          file: file.path,
+          tensor: name,
+        });
       }
       located.set(name, { file, fileName, entry });
     }
     return located;
   }
   const single = join(dir, SINGLE_FILE);
-  if (!(await exists(single))) throw failed(`${dir}: no ${SINGLE_FILE} and no ${INDEX_FILE}`, { file: single });
+  if (!(await exists(single)))
+    throw failed(`${dir}: no ${SINGLE_FILE} and no ${INDEX_FILE}`, { file: single });
   const file = await openFile(SINGLE_FILE);
   for (const [name, entry] of file.entries) located.set(name, { file, fileName: SINGLE_FILE, entry });
   return located;
@@ -171,18 +199,26 @@ function shapeText(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
 
-function validate(dir: string, config: ModelConfig, located: Map<string, Located>, warnings: string[], requireAll: boolean): Map<string, Loaded> {
+function validate(
+  dir: string,
+  config: ModelConfig,
+  located: Map<string, Located>,
+  warnings: string[],
+  requireAll: boolean,
+): Map<string, Loaded> {
   const [blockRows, blockCols] = config.weightBlockSize ?? [128, 128];
   const tensors = new Map<string, Loaded>();
   for (const [name, loc] of located) {
     if (name.endsWith(SCALE_SUFFIX)) {
-      if (!located.has(name.slice(0, -SCALE_SUFFIX.length))) warnings.push(`${loc.file.path}: scale "${name}" has no weight; ignored`);
+      if (!located.has(name.slice(0, -SCALE_SUFFIX.length)))
+        warnings.push(`${loc.file.path}: scale "${name}" has no weight; ignored`);
       continue;
     }
     const layer = layerIndexOf(name);
     if (layer !== undefined && layer >= config.numLayers) {
       // MTP layers (num_nextn_predict_layers) follow the main layers; the main model never reads them.
-      if (layer >= config.numLayers + config.numNextnPredictLayers) warnings.push(`${loc.file.path}: tensor "${name}" beyond the main and MTP layers; ignored`);
+      if (layer >= config.numLayers + config.numNextnPredictLayers)
+        warnings.push(`${loc.file.path}: tensor "${name}" beyond the main and MTP layers; ignored`);
       continue;
     }
     const { entry, file } = loc;
@@ -194,26 +230,48 @@ function validate(dir: string, config: ModelConfig, located: Map<string, Located
         warnings.push(`${where} has dtype ${entry.dtype} and is not part of the model; ignored`);
         continue;
       }
-      throw failed(`${where} has dtype ${entry.dtype}; expected a float weight (F32, BF16, F16 or F8_E4M3)`, details);
+      throw failed(
+        `${where} has dtype ${entry.dtype}; expected a float weight (F32, BF16, F16 or F8_E4M3)`,
+        details,
+      );
     }
-    if (want === undefined) warnings.push(`${where} is not part of the DeepSeek-V3 architecture; readable but unused`);
+    if (want === undefined)
+      warnings.push(`${where} is not part of the DeepSeek-V3 architecture; readable but unused`);
     else if (shapeText(want) !== shapeText(entry.shape)) {
-      throw failed(`${where} has shape ${shapeText(entry.shape)}, but config.json implies ${shapeText(want)}`, details);
+      throw failed(
+        `${where} has shape ${shapeText(entry.shape)}, but config.json implies ${shapeText(want)}`,
+        details,
+      );
     }
     const dtype = entry.dtype as StorageDtype;
     const loaded: Loaded = {
-      info: { name, dtype, shape: entry.shape, file: loc.fileName, byteOffset: entry.byteOffset, byteLength: entry.byteLength },
+      info: {
+        name,
+        dtype,
+        shape: entry.shape,
+        file: loc.fileName,
+        byteOffset: entry.byteOffset,
+        byteLength: entry.byteLength,
+      },
       file,
     };
     if (dtype === "F8_E4M3") {
       const scaleName = name + SCALE_SUFFIX;
       const scale = located.get(scaleName);
-      if (scale === undefined) throw failed(`${where} is F8_E4M3 but has no "${scaleName}" to dequantise it`, details);
-      if (entry.shape.length !== 2) throw failed(`${where} is F8_E4M3 with shape ${shapeText(entry.shape)}; block scales need a 2-D weight`, details);
+      if (scale === undefined)
+        throw failed(`${where} is F8_E4M3 but has no "${scaleName}" to dequantise it`, details);
+      if (entry.shape.length !== 2)
+        throw failed(
+          `${where} is F8_E4M3 with shape ${shapeText(entry.shape)}; block scales need a 2-D weight`,
+          details,
+        );
       const grid = [Math.ceil(entry.shape[0]! / blockRows), Math.ceil(entry.shape[1]! / blockCols)];
       const scaleWhere = `${scale.file.path}: tensor "${scaleName}"`;
       if (scale.entry.dtype !== "F32" && scale.entry.dtype !== "BF16" && scale.entry.dtype !== "F16") {
-        throw failed(`${scaleWhere} has dtype ${scale.entry.dtype}; expected F32 block scales`, { file: scale.file.path, tensor: scaleName });
+        throw failed(`${scaleWhere} has dtype ${scale.entry.dtype}; expected F32 block scales`, {
+          file: scale.file.path,
+          tensor: scaleName,
+        });
       }
       if (shapeText(grid) !== shapeText(scale.entry.shape)) {
         throw failed(
@@ -228,7 +286,9 @@ function validate(dir: string, config: ModelConfig, located: Map<string, Located
   if (requireAll) {
     for (const name of expectedTensorNames(config)) {
       if (!tensors.has(name)) {
-        throw failed(`${dir}: missing tensor "${name}" (no safetensors file of the checkpoint holds it)`, { tensor: name });
+        throw failed(`${dir}: missing tensor "${name}" (no safetensors file of the checkpoint holds it)`, {
+          tensor: name,
+        });
       }
     }
   }
@@ -244,6 +304,7 @@ function validate(dir: string, config: ModelConfig, located: Map<string, Located
 
 class SafetensorsCheckpoint implements Checkpoint {
   private closed = false;
+  private spareChunk: Uint8Array | null = null;
 
   constructor(
     readonly dir: string,
@@ -263,7 +324,8 @@ class SafetensorsCheckpoint implements Checkpoint {
   }
 
   info(name: string): TensorInfo {
-    return { ...this.get(name).info, shape: [...this.get(name).info.shape] };
+    const { info } = this.get(name);
+    return { ...info, shape: [...info.shape] };
   }
 
   private get(name: string): Loaded {
@@ -290,7 +352,7 @@ class SafetensorsCheckpoint implements Checkpoint {
     let scales: Float32Array | undefined;
     if (t.scale !== undefined) scales = await this.readScale(t.scale);
     const elementBytes = DTYPE_BYTES[info.dtype];
-    const chunk = new Uint8Array(Math.min(CHUNK_BYTES, info.byteLength));
+    const chunk = this.takeChunk();
     const cols = info.shape[1] ?? 1;
     const [blockRows, blockCols] = this.config.weightBlockSize ?? [128, 128];
     for (let done = 0; done < info.byteLength; done += CHUNK_BYTES) {
@@ -302,7 +364,18 @@ class SafetensorsCheckpoint implements Checkpoint {
       else if (info.dtype === "F16") decodeF16(chunk, k, out, start);
       else decodeFp8Block(chunk, k, out, start, cols, scales!, blockRows, blockCols);
     }
+    this.spareChunk = chunk;
     return out;
+  }
+
+  /**
+   * The raw-byte buffer of one read: reused across reads (fresh 16 MiB allocations cost page
+   * faults on every tensor); concurrent reads each get their own.
+   */
+  private takeChunk(): Uint8Array {
+    const chunk = this.spareChunk ?? new Uint8Array(CHUNK_BYTES);
+    this.spareChunk = null;
+    return chunk;
   }
 
   private async readScale(scale: Located): Promise<Float32Array> {
@@ -319,6 +392,7 @@ class SafetensorsCheckpoint implements Checkpoint {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.spareChunk = null;
     await Promise.all([...this.files.values()].map((f) => f.handle.close()));
   }
 }

@@ -14,7 +14,8 @@ function buildE4m3Table(): Float32Array {
     const man = b & 0x07;
     let v: number;
     if (exp === 0x0f && man === 0x07) v = NaN;
-    else if (exp === 0) v = man * 2 ** -9; // subnormal: (m/8)·2^(1-7)
+    else if (exp === 0)
+      v = man * 2 ** -9; // subnormal: (m/8)·2^(1-7)
     else v = (1 + man / 8) * 2 ** (exp - 7);
     table[b] = sign * v;
   }

@@ -81,7 +81,15 @@ export function expectedTensorNames(c: ModelConfig): string[] {
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
     names.push(`${p}input_layernorm.weight`);
-    for (const t of ["q_a_proj", "q_a_layernorm", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj", "o_proj"]) {
+    for (const t of [
+      "q_a_proj",
+      "q_a_layernorm",
+      "q_b_proj",
+      "kv_a_proj_with_mqa",
+      "kv_a_layernorm",
+      "kv_b_proj",
+      "o_proj",
+    ]) {
       names.push(`${p}self_attn.${t}.weight`);
     }
     names.push(`${p}post_attention_layernorm.weight`);

@@ -49,7 +49,10 @@ export interface SafetensorsFile {
 }
 
 function bad(path: string, message: string, cause?: unknown): ExpertMeshError {
-  return new ExpertMeshError(Code.FAILED_PRECONDITION, `${path}: ${message}`, { details: { file: path }, cause });
+  return new ExpertMeshError(Code.FAILED_PRECONDITION, `${path}: ${message}`, {
+    details: { file: path },
+    cause,
+  });
 }
 
 /** Opens `path` and parses its header; the handle stays open until the caller closes it. */
@@ -78,17 +81,25 @@ async function readExactly(handle: FileHandle, buf: Uint8Array, position: number
   return done;
 }
 
-async function readHeader(path: string, handle: FileHandle): Promise<{ size: number; entries: Map<string, RawTensorEntry> }> {
+async function readHeader(
+  path: string,
+  handle: FileHandle,
+): Promise<{ size: number; entries: Map<string, RawTensorEntry> }> {
   const size = (await handle.stat()).size;
-  if (size < 8) throw bad(path, `truncated safetensors file: ${size} bytes, shorter than the 8-byte header length`);
+  if (size < 8)
+    throw bad(path, `truncated safetensors file: ${size} bytes, shorter than the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
   await readExactly(handle, lenBuf, 0);
   const headerLen = lenBuf.readBigUInt64LE(0);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw bad(path, `header length ${headerLen} is absurd (limit ${MAX_HEADER_BYTES} bytes): not a safetensors file?`);
+    throw bad(
+      path,
+      `header length ${headerLen} is absurd (limit ${MAX_HEADER_BYTES} bytes): not a safetensors file?`,
+    );
   }
   const n = Number(headerLen);
-  if (8 + n > size) throw bad(path, `truncated safetensors file: header needs ${8 + n} bytes, file has ${size}`);
+  if (8 + n > size)
+    throw bad(path, `truncated safetensors file: header needs ${8 + n} bytes, file has ${size}`);
   const headerBuf = Buffer.alloc(n);
   await readExactly(handle, headerBuf, 8);
   let header: unknown;
@@ -97,7 +108,8 @@ async function readHeader(path: string, handle: FileHandle): Promise<{ size: num
   } catch (err) {
     throw bad(path, "safetensors header is not valid JSON", err);
   }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) throw bad(path, "safetensors header is not a JSON object");
+  if (typeof header !== "object" || header === null || Array.isArray(header))
+    throw bad(path, "safetensors header is not a JSON object");
 
   const dataStart = 8 + n;
   const entries = new Map<string, RawTensorEntry>();
@@ -123,21 +135,42 @@ async function readHeader(path: string, handle: FileHandle): Promise<{ size: num
     if (elementBytes !== undefined) {
       const want = dims.reduce((a, b) => a * b, 1) * elementBytes;
       if (end - begin !== want) {
-        throw bad(path, `tensor "${name}": ${end - begin} bytes for ${v.dtype} [${dims.join(", ")}], expected ${want}`);
+        throw bad(
+          path,
+          `tensor "${name}": ${end - begin} bytes for ${v.dtype} [${dims.join(", ")}], expected ${want}`,
+        );
       }
     }
     if (dataStart + end > size) {
-      throw bad(path, `truncated safetensors file: tensor "${name}" ends at byte ${dataStart + end}, file has ${size}`);
+      throw bad(
+        path,
+        `truncated safetensors file: tensor "${name}" ends at byte ${dataStart + end}, file has ${size}`,
+      );
     }
-    entries.set(name, { name, dtype: v.dtype, shape: dims, byteOffset: dataStart + begin, byteLength: end - begin });
+    entries.set(name, {
+      name,
+      dtype: v.dtype,
+      shape: dims,
+      byteOffset: dataStart + begin,
+      byteLength: end - begin,
+    });
   }
   return { size, entries };
 }
 
 /** Reads `length` bytes at `position` into `buf` (offset 0), failing clearly on a short read. */
-export async function readRange(file: SafetensorsFile, tensor: string, buf: Uint8Array, length: number, position: number): Promise<void> {
+export async function readRange(
+  file: SafetensorsFile,
+  tensor: string,
+  buf: Uint8Array,
+  length: number,
+  position: number,
+): Promise<void> {
   const got = await readExactly(file.handle, buf.subarray(0, length), position);
   if (got !== length) {
-    throw bad(file.path, `truncated safetensors file: tensor "${tensor}" short read (${got} of ${length} bytes at ${position})`);
+    throw bad(
+      file.path,
+      `truncated safetensors file: tensor "${tensor}" short read (${got} of ${length} bytes at ${position})`,
+    );
   }
 }

@@ -40,7 +40,8 @@ export function parseModelConfigWithWarnings(raw: unknown, source: string): Pars
     throw p.reject("q_lora_rank", null, "a direct q_proj (no query LoRA) is not implemented");
   }
   const qkRopeHeadDim = p.positiveInt("qk_rope_head_dim");
-  if (qkRopeHeadDim % 2 !== 0) throw p.reject("qk_rope_head_dim", qkRopeHeadDim, "RoPE needs an even number of dims");
+  if (qkRopeHeadDim % 2 !== 0)
+    throw p.reject("qk_rope_head_dim", qkRopeHeadDim, "RoPE needs an even number of dims");
 
   const kvHeads = r["num_key_value_heads"];
   if (kvHeads !== undefined && kvHeads !== null && kvHeads !== numHeads) {
@@ -73,11 +74,19 @@ export function parseModelConfigWithWarnings(raw: unknown, source: string): Pars
   if (topkGroup > nGroup) throw p.reject("topk_group", topkGroup, `must be at most n_group (${nGroup})`);
   const numExpertsPerTok = p.positiveInt("num_experts_per_tok");
   if (numExpertsPerTok > topkGroup * perGroup) {
-    throw p.reject("num_experts_per_tok", numExpertsPerTok, `must be at most topk_group × experts per group (${topkGroup * perGroup})`);
+    throw p.reject(
+      "num_experts_per_tok",
+      numExpertsPerTok,
+      `must be at most topk_group × experts per group (${topkGroup * perGroup})`,
+    );
   }
   const firstKDenseReplace = p.nonNegativeInt("first_k_dense_replace");
   if (firstKDenseReplace > numLayers) {
-    throw p.reject("first_k_dense_replace", firstKDenseReplace, `must be at most num_hidden_layers (${numLayers})`);
+    throw p.reject(
+      "first_k_dense_replace",
+      firstKDenseReplace,
+      `must be at most num_hidden_layers (${numLayers})`,
+    );
   }
   const moeIntermediateSize = p.positiveInt("moe_intermediate_size");
 
@@ -132,7 +141,10 @@ function parseRope(r: Raw, p: KeyReader): { ropeTheta: number; ropeScaling: Yarn
     // transformers v5: rope_theta and the scaling live together in rope_parameters.
     const obj = p.object("rope_parameters", params);
     const sub = new KeyReader(obj, p.source, "rope_parameters.");
-    const theta = r["rope_theta"] !== undefined ? p.positiveNumber("rope_theta") : sub.positiveNumber("rope_theta", 10000);
+    const theta =
+      r["rope_theta"] !== undefined
+        ? p.positiveNumber("rope_theta")
+        : sub.positiveNumber("rope_theta", 10000);
     const type = obj["rope_type"] ?? obj["type"] ?? "default";
     if (type === "default") return { ropeTheta: theta, ropeScaling: null };
     return { ropeTheta: theta, ropeScaling: parseYarn(obj, sub, "rope_parameters") };
@@ -140,13 +152,20 @@ function parseRope(r: Raw, p: KeyReader): { ropeTheta: number; ropeScaling: Yarn
   const ropeTheta = p.positiveNumber("rope_theta", 10000);
   if (scaling === undefined || scaling === null) return { ropeTheta, ropeScaling: null };
   const obj = p.object("rope_scaling", scaling);
-  return { ropeTheta, ropeScaling: parseYarn(obj, new KeyReader(obj, p.source, "rope_scaling."), "rope_scaling") };
+  return {
+    ropeTheta,
+    ropeScaling: parseYarn(obj, new KeyReader(obj, p.source, "rope_scaling."), "rope_scaling"),
+  };
 }
 
 function parseYarn(obj: Raw, sub: KeyReader, key: string): YarnScaling {
   const type = obj["type"] ?? obj["rope_type"];
   if (type !== "yarn") {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${sub.source}: config key "${key}.type" = ${show(type)} is not supported: only "yarn" RoPE scaling is implemented`, { details: { key: `${key}.type` } });
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `${sub.source}: config key "${key}.type" = ${show(type)} is not supported: only "yarn" RoPE scaling is implemented`,
+      { details: { key: `${key}.type` } },
+    );
   }
   // Defaults follow DeepSeek's reference ModelArgs (inference/model.py).
   return {
@@ -169,7 +188,11 @@ function parseQuantization(r: Raw, p: KeyReader): readonly [number, number] | nu
   sub.expectValue("activation_scheme", "dynamic", "dynamic");
   const block = obj["weight_block_size"];
   if (block === undefined || block === null) return [128, 128];
-  if (!Array.isArray(block) || block.length !== 2 || !block.every((v) => Number.isInteger(v) && (v as number) > 0)) {
+  if (
+    !Array.isArray(block) ||
+    block.length !== 2 ||
+    !block.every((v) => Number.isInteger(v) && (v as number) > 0)
+  ) {
     throw sub.reject("weight_block_size", block, "expected [rows, cols] of positive integers");
   }
   return [block[0] as number, block[1] as number];
@@ -189,18 +212,26 @@ class KeyReader {
 
   reject(key: string, value: unknown, why: string): ExpertMeshError {
     const name = this.prefix + key;
-    return new ExpertMeshError(Code.INVALID_ARGUMENT, `${this.source}: config key "${name}" = ${show(value)} is not supported: ${why}`, {
-      details: { key: name },
-    });
+    return new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `${this.source}: config key "${name}" = ${show(value)} is not supported: ${why}`,
+      {
+        details: { key: name },
+      },
+    );
   }
 
   private value(key: string, fallback: unknown): unknown {
     const v = this.raw[key];
     if (v !== undefined) return v;
     if (fallback === undefined) {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${this.source}: config key "${this.prefix + key}" is required`, {
-        details: { key: this.prefix + key },
-      });
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `${this.source}: config key "${this.prefix + key}" is required`,
+        {
+          details: { key: this.prefix + key },
+        },
+      );
     }
     return fallback;
   }
@@ -213,25 +244,29 @@ class KeyReader {
 
   positiveInt(key: string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw this.reject(key, v, "expected a positive integer");
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      throw this.reject(key, v, "expected a positive integer");
     return v;
   }
 
   nonNegativeInt(key: string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw this.reject(key, v, "expected a non-negative integer");
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0)
+      throw this.reject(key, v, "expected a non-negative integer");
     return v;
   }
 
   positiveNumber(key: string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw this.reject(key, v, "expected a positive number");
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0)
+      throw this.reject(key, v, "expected a positive number");
     return v;
   }
 
   nonNegativeNumber(key: string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw this.reject(key, v, "expected a non-negative number");
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+      throw this.reject(key, v, "expected a non-negative number");
     return v;
   }
 
@@ -242,7 +277,8 @@ class KeyReader {
   }
 
   object(key: string, v: unknown): Raw {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw this.reject(key, v, "expected an object");
+    if (typeof v !== "object" || v === null || Array.isArray(v))
+      throw this.reject(key, v, "expected an object");
     return v as Raw;
   }
 

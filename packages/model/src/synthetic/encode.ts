@@ -34,7 +34,7 @@ export function encodeE4m3(v: number): number {
   if (a >= F32_BITS_448) return sign | 0x7e;
   if (a < F32_BITS_MIN_NORMAL) {
     // Subnormal range: multiples of 2^-9; |v|·512 is exact. 8 means the smallest normal, code 0x08.
-    return sign | roundHalfEven(Math.abs(f32[0]!) * 512);
+    return sign | roundHalfEven(Math.abs(f32[0]) * 512);
   }
   // float32 exponent (bias 127) and top 3 mantissa bits sit in bits 30..20: rebias to 7.
   let code = (a >>> 20) - (120 << 3);
@@ -55,7 +55,14 @@ function roundHalfEven(x: number): number {
  * scale_inv = block amax / 448 (1 for an all-zero block), fp8 = round(w / scale_inv).
  * Returns the [ceil(rows/br), ceil(cols/bc)] scale grid; bytes go to `dst`.
  */
-export function quantizeE4m3Blocks(src: Float32Array, rows: number, cols: number, blockRows: number, blockCols: number, dst: Uint8Array): Float32Array {
+export function quantizeE4m3Blocks(
+  src: Float32Array,
+  rows: number,
+  cols: number,
+  blockRows: number,
+  blockCols: number,
+  dst: Uint8Array,
+): Float32Array {
   const gridRows = Math.ceil(rows / blockRows);
   const gridCols = Math.ceil(cols / blockCols);
   const scales = new Float32Array(gridRows * gridCols);
@@ -68,7 +75,8 @@ export function quantizeE4m3Blocks(src: Float32Array, rows: number, cols: number
       scales[g + bj] = amax;
     }
   }
-  for (let k = 0; k < scales.length; k++) scales[k] = scales[k] === 0 ? 1 : Math.fround(scales[k]! / FP8_E4M3_MAX);
+  for (let k = 0; k < scales.length; k++)
+    scales[k] = scales[k] === 0 ? 1 : Math.fround(scales[k]! / FP8_E4M3_MAX);
   for (let i = 0; i < rows; i++) {
     const g = Math.floor(i / blockRows) * gridCols;
     for (let bj = 0; bj < gridCols; bj++) {

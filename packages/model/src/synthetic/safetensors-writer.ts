@@ -17,12 +17,16 @@ export interface TensorSpec {
 
 export function tensorByteLength(spec: TensorSpec): number {
   const bytes = SAFETENSORS_DTYPE_BYTES[spec.dtype];
-  if (bytes === undefined) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `unknown safetensors dtype ${spec.dtype}`);
+  if (bytes === undefined)
+    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `unknown safetensors dtype ${spec.dtype}`);
   return spec.shape.reduce((a, b) => a * b, 1) * bytes;
 }
 
 /** 8-byte length + JSON header padded with spaces to a multiple of 8 (as the reference writer does). */
-export function encodeSafetensorsHeader(specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>>): Uint8Array {
+export function encodeSafetensorsHeader(
+  specs: readonly TensorSpec[],
+  metadata: Readonly<Record<string, string>>,
+): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const s of specs) {
@@ -49,7 +53,11 @@ export class SafetensorsWriter {
     private position: number,
   ) {}
 
-  static async create(path: string, specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>> = {}): Promise<SafetensorsWriter> {
+  static async create(
+    path: string,
+    specs: readonly TensorSpec[],
+    metadata: Readonly<Record<string, string>> = {},
+  ): Promise<SafetensorsWriter> {
     const header = encodeSafetensorsHeader(specs, metadata);
     const handle = await open(path, "w");
     try {
@@ -65,10 +73,17 @@ export class SafetensorsWriter {
   async write(name: string, bytes: Uint8Array): Promise<void> {
     const spec = this.specs[this.next];
     if (spec === undefined || spec.name !== name) {
-      throw new ExpertMeshError(Code.INTERNAL, `${this.path}: wrote "${name}" but the next tensor is ${spec === undefined ? "none" : `"${spec.name}"`}`);
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `${this.path}: wrote "${name}" but the next tensor is ${spec === undefined ? "none" : `"${spec.name}"`}`,
+      );
     }
     const want = tensorByteLength(spec);
-    if (bytes.length !== want) throw new ExpertMeshError(Code.INTERNAL, `${this.path}: "${name}" has ${bytes.length} bytes, expected ${want}`);
+    if (bytes.length !== want)
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `${this.path}: "${name}" has ${bytes.length} bytes, expected ${want}`,
+      );
     await writeAll(this.handle, bytes, this.position);
     this.position += bytes.length;
     this.next++;
@@ -77,7 +92,10 @@ export class SafetensorsWriter {
   async close(): Promise<void> {
     await this.handle.close();
     if (this.next !== this.specs.length) {
-      throw new ExpertMeshError(Code.INTERNAL, `${this.path}: closed after ${this.next} of ${this.specs.length} tensors`);
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `${this.path}: closed after ${this.next} of ${this.specs.length} tensors`,
+      );
     }
   }
 }

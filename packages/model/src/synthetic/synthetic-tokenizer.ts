@@ -30,7 +30,7 @@ const CORPUS = [
   "In the beginning there was a question, and the answer was that there is no answer without a question.",
   "Numbers like 1, 2, 3, 10, 42, 100, 2024 and 3.14159 appear in text; so do dates such as 2025-01-01.",
   "Café, naïve, résumé, Zürich, São Paulo; Привет, мир; 你好，世界; こんにちは; 안녕하세요; emoji 🙂🚀.",
-  "def main():\n    return {\"ok\": true, \"value\": [1, 2, 3]}\n\nif __name__ == \"__main__\":\n    main()\n",
+  'def main():\n    return {"ok": true, "value": [1, 2, 3]}\n\nif __name__ == "__main__":\n    main()\n',
 ].join("\n");
 
 /** GPT-2's reversible byte → printable-character map used by the ByteLevel pre-tokenizer/decoder. */
@@ -57,7 +57,8 @@ function learnMerges(byteChars: readonly string[], max: number): Array<[string, 
   for (const piece of CORPUS.match(GPT2_SPLIT) ?? []) {
     const key = [...encoder.encode(piece)].map((b) => byteChars[b]!).join("");
     const w = words.get(key);
-    if (w === undefined) words.set(key, { symbols: [...encoder.encode(piece)].map((b) => byteChars[b]!), count: 1 });
+    if (w === undefined)
+      words.set(key, { symbols: [...encoder.encode(piece)].map((b) => byteChars[b]!), count: 1 });
     else w.count++;
   }
   const merges: Array<[string, string]> = [];
@@ -100,11 +101,18 @@ export function buildSyntheticTokenizer(options: SyntheticTokenizerOptions): Syn
   if (bosTokenId !== null) specials.set(bosTokenId, BOS_TOKEN);
   if (eosTokenId !== null) specials.set(eosTokenId, eosTokenId === bosTokenId ? BOS_TOKEN : EOS_TOKEN);
   for (const id of specials.keys()) {
-    if (id < 0 || id >= vocabSize) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `special token id ${id} outside vocab_size ${vocabSize}`);
+    if (id < 0 || id >= vocabSize)
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `special token id ${id} outside vocab_size ${vocabSize}`,
+      );
   }
   const mergeCount = vocabSize - specials.size - 256;
   if (mergeCount < 0) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `vocab_size ${vocabSize} is too small for a byte-level tokenizer (needs ≥ ${256 + specials.size})`);
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `vocab_size ${vocabSize} is too small for a byte-level tokenizer (needs ≥ ${256 + specials.size})`,
+    );
   }
 
   const byteChars = bytesToUnicode();
@@ -113,7 +121,13 @@ export function buildSyntheticTokenizer(options: SyntheticTokenizerOptions): Syn
   for (const [a, b] of merges) known.add(a + b);
 
   // Fillers: extend learned tokens and letters by common characters, in a fixed order.
-  const alphabet = [..."etaoinshrdlcumwfgypbvkjxqz", "Ġ", ..."ETAOINSHRDLCUMWFGYPBVKJXQZ", ..."0123456789", ...".,;:!?'\"-()[]{}"];
+  const alphabet = [
+    ..."etaoinshrdlcumwfgypbvkjxqz",
+    "Ġ",
+    ..."ETAOINSHRDLCUMWFGYPBVKJXQZ",
+    ..."0123456789",
+    ...".,;:!?'\"-()[]{}",
+  ];
   const bases = [...merges.map(([a, b]) => a + b), ...alphabet, ...byteChars];
   outer: for (const left of bases) {
     for (const right of alphabet) {
@@ -127,7 +141,11 @@ export function buildSyntheticTokenizer(options: SyntheticTokenizerOptions): Syn
     // Vocabularies beyond what the alphabet pairs give: pair byte tokens exhaustively.
     const left = byteChars[Math.floor(i / 256) % 256]!;
     const right = byteChars[i % 256]!;
-    if (i >= 256 * 256) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `vocab_size ${vocabSize} is too large for the synthetic tokenizer`);
+    if (i >= 256 * 256)
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `vocab_size ${vocabSize} is too large for the synthetic tokenizer`,
+      );
     if (known.has(left + right)) continue;
     merges.push([left, right]);
     known.add(left + right);

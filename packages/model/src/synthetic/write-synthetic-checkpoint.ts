@@ -45,7 +45,12 @@ export interface SyntheticCheckpointResult {
   totalBytes: number;
 }
 
-const FP8_QUANTIZATION = { activation_scheme: "dynamic", fmt: "e4m3", quant_method: "fp8", weight_block_size: [128, 128] } as const;
+const FP8_QUANTIZATION = {
+  activation_scheme: "dynamic",
+  fmt: "e4m3",
+  quant_method: "fp8",
+  weight_block_size: [128, 128],
+} as const;
 
 interface PlannedTensor {
   weight: TensorSpec;
@@ -54,29 +59,45 @@ interface PlannedTensor {
   bytes: number;
 }
 
-export async function writeSyntheticCheckpoint(options: SyntheticCheckpointOptions): Promise<SyntheticCheckpointResult> {
+export async function writeSyntheticCheckpoint(
+  options: SyntheticCheckpointOptions,
+): Promise<SyntheticCheckpointResult> {
   const { seed, outDir } = options;
   if ((options.preset === undefined) === (options.config === undefined)) {
     throw new ExpertMeshError(Code.INVALID_ARGUMENT, "give exactly one of preset and config");
   }
   if (options.preset !== undefined && !(options.preset in PRESETS)) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `unknown preset "${options.preset}" (tiny, small, bench)`);
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `unknown preset "${options.preset}" (tiny, small, bench)`,
+    );
   }
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `seed must be a non-negative integer, got ${seed}`);
   const shards = options.shards ?? 1;
   const fp8 = options.fp8 ?? false;
 
   const rawConfig: Record<string, unknown> = { ...(options.config ?? PRESETS[options.preset!]) };
   if (fp8) rawConfig["quantization_config"] ??= FP8_QUANTIZATION;
   else delete rawConfig["quantization_config"];
-  const config = parseModelConfig(rawConfig, options.preset === undefined ? "config" : `preset ${options.preset}`);
+  const config = parseModelConfig(
+    rawConfig,
+    options.preset === undefined ? "config" : `preset ${options.preset}`,
+  );
 
   const plan = planTensors(config, fp8);
   if (!Number.isSafeInteger(shards) || shards < 1 || shards > plan.length) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `shards must be an integer in [1, ${plan.length}], got ${shards}`);
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `shards must be an integer in [1, ${plan.length}], got ${shards}`,
+    );
   }
   const groups = splitIntoShards(plan, shards);
-  const files = groups.map((_, i) => (shards === 1 ? SINGLE_FILE : `model-${String(i + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`));
+  const files = groups.map((_, i) =>
+    shards === 1
+      ? SINGLE_FILE
+      : `model-${String(i + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`,
+  );
   const totalBytes = plan.reduce((a, t) => a + t.bytes, 0);
 
   await mkdir(outDir, { recursive: true });
@@ -133,7 +154,9 @@ export async function writeSyntheticCheckpoint(options: SyntheticCheckpointOptio
     }
   }
   if (shards > 1) {
-    const sorted = Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const sorted = Object.fromEntries(
+      Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
     await writeJson(join(outDir, INDEX_FILE), { metadata: { total_size: totalBytes }, weight_map: sorted });
   }
   return { outDir, config, files, tensorCount: plan.length, totalBytes };
@@ -149,7 +172,11 @@ function planTensors(config: ModelConfig, fp8: boolean): PlannedTensor[] {
     }
     if (fp8 && isFp8Linear(name)) {
       const weight = { name, dtype: "F8_E4M3", shape };
-      const scale = { name: `${name}_scale_inv`, dtype: "F32", shape: [Math.ceil(shape[0]! / blockRows), Math.ceil(shape[1]! / blockCols)] };
+      const scale = {
+        name: `${name}_scale_inv`,
+        dtype: "F32",
+        shape: [Math.ceil(shape[0]! / blockRows), Math.ceil(shape[1]! / blockCols)],
+      };
       return { weight, scale, bytes: tensorByteLength(weight) + tensorByteLength(scale) };
     }
     const weight = { name, dtype: "BF16", shape };
@@ -168,7 +195,11 @@ function splitIntoShards(plan: readonly PlannedTensor[], shards: number): Planne
     const openGroups = shards - groups.length;
     const current = groups[groups.length - 1]!;
     // Close the current group when it has reached its share, or when every later tensor must start a group.
-    if (current.length > 0 && openGroups > 0 && (before + inGroup >= (total * groups.length) / shards || remainingTensors <= openGroups)) {
+    if (
+      current.length > 0 &&
+      openGroups > 0 &&
+      (before + inGroup >= (total * groups.length) / shards || remainingTensors <= openGroups)
+    ) {
       groups.push([]);
       before += inGroup;
       inGroup = 0;
@@ -179,13 +210,22 @@ function splitIntoShards(plan: readonly PlannedTensor[], shards: number): Planne
   return groups;
 }
 
-/** Seeded values of one tensor: norms 1, the routing bias small, everything else N(0, std). */
+/**
+ * Seeded values of one tensor: norms 1, the routing bias N(0, (std/2)²), the router and lm_head
+ * N(0, 1/in_features) — they read RMS-normalised inputs, so their logits get unit variance and
+ * expert choices and greedy tokens are decided by clear margins, not by rounding — and every
+ * other weight N(0, std²) with std = initializer_range.
+ */
 function syntheticValues(spec: TensorSpec, seed: number, std: number): Float32Array {
   const count = spec.shape.reduce((a, b) => a * b, 1);
   const values = new Float32Array(count);
-  if (/(layernorm|norm)\.weight$/.test(spec.name)) return values.fill(1);
-  const rng = new Prng(seed, spec.name);
-  rng.fillNormal(values, spec.name.endsWith("e_score_correction_bias") ? std / 2 : std);
+  const name = spec.name;
+  if (/(layernorm|norm)\.weight$/.test(name)) return values.fill(1);
+  let sigma = std;
+  if (name.endsWith("e_score_correction_bias")) sigma = std / 2;
+  else if (name.endsWith("mlp.gate.weight") || name === "lm_head.weight")
+    sigma = 1 / Math.sqrt(spec.shape[1]!);
+  new Prng(seed, name).fillNormal(values, sigma);
   return values;
 }
 
@@ -196,6 +236,7 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 /** Weights of an earlier run in the same directory would shadow or confuse this one's. */
 async function removeStaleWeights(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
-    if (name === INDEX_FILE || name === SINGLE_FILE || /^model-\d+-of-\d+\.safetensors$/.test(name)) await rm(join(dir, name));
+    if (name === INDEX_FILE || name === SINGLE_FILE || /^model-\d+-of-\d+\.safetensors$/.test(name))
+      await rm(join(dir, name));
   }
 }
