@@ -16,3 +16,4 @@ export type {
   ServiceRun,
   ServiceState,
 } from "./lifecycle.ts";
+export * from "./grpc/index.ts";

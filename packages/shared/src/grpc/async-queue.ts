@@ -63,7 +63,8 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
-    if (this.iterated) throw new ExpertMeshError(Code.FAILED_PRECONDITION, "AsyncQueue has one consumer only");
+    if (this.iterated)
+      throw new ExpertMeshError(Code.FAILED_PRECONDITION, "AsyncQueue has one consumer only");
     this.iterated = true;
     return {
       next: () => this.next(),
@@ -89,7 +90,9 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state !== "open") return Promise.resolve({ value: undefined, done: true });
     if (this.waiter !== undefined) {
-      return Promise.reject(new ExpertMeshError(Code.FAILED_PRECONDITION, "AsyncQueue.next called concurrently"));
+      return Promise.reject(
+        new ExpertMeshError(Code.FAILED_PRECONDITION, "AsyncQueue.next called concurrently"),
+      );
     }
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };

@@ -28,11 +28,17 @@ interface ServerSurfaceCall {
   off(event: "cancelled", listener: () => void): unknown;
 }
 
+/** How early a cancellation may arrive and still count as the deadline passing. */
+const DEADLINE_SLACK_MS = 100;
+
 /** setTimeout's limit; longer deadlines are left to grpc-js's own cancellation. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Builds the CallContext of a server call; `close` releases its timer and listener. */
-export function openCallContext(call: ServerSurfaceCall, method: string): { context: CallContext; close: () => void } {
+export function openCallContext(
+  call: ServerSurfaceCall,
+  method: string,
+): { context: CallContext; close: () => void } {
   const controller = new AbortController();
   const rawDeadline = call.getDeadline();
   const deadlineMs = rawDeadline instanceof Date ? rawDeadline.getTime() : rawDeadline;
@@ -42,9 +48,11 @@ export function openCallContext(call: ServerSurfaceCall, method: string): { cont
     if (!controller.signal.aborted) controller.abort(new ExpertMeshError(code, message));
   };
   const expire = (): void => abort(Code.DEADLINE_EXCEEDED, "deadline exceeded");
-  // grpc-js reports an expired deadline as a plain cancellation: tell the two apart by the clock.
+  // A client whose deadline expires cancels the stream (RST_STREAM CANCEL, the same as a
+  // deliberate cancel), usually just before this side's copy of the deadline passes: tell the
+  // two apart by the clock, with slack for the transit time.
   const onCancelled = (): void => {
-    if (deadline !== undefined && Date.now() >= deadline) expire();
+    if (deadline !== undefined && Date.now() >= deadline - DEADLINE_SLACK_MS) expire();
     else abort(Code.CANCELLED, "call cancelled");
   };
 

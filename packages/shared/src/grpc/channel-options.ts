@@ -21,11 +21,17 @@ export interface TransportOptions {
 
 /** The grpc-js options for a server or a channel, validated. */
 export function toChannelOptions(options: TransportOptions): ChannelOptions {
-  const maxMessageBytes = positiveInt(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, "maxMessageBytes");
+  const maxMessageBytes = positiveInt(
+    options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    "maxMessageBytes",
+  );
   return {
     "grpc.max_send_message_length": maxMessageBytes,
     "grpc.max_receive_message_length": maxMessageBytes,
-    "grpc.keepalive_time_ms": positiveInt(options.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS, "keepaliveTimeMs"),
+    "grpc.keepalive_time_ms": positiveInt(
+      options.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
+      "keepaliveTimeMs",
+    ),
     "grpc.keepalive_timeout_ms": positiveInt(
       options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       "keepaliveTimeoutMs",

@@ -1,4 +1,10 @@
-import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 import { Client, ChannelCredentials, Metadata } from "@grpc/grpc-js";
 import type { CallOptions as GrpcCallOptions } from "@grpc/grpc-js";
 import { Code, ExpertMeshError } from "../errors.ts";
@@ -38,7 +44,9 @@ export interface CallOptions {
 }
 
 /** The client side of a bidi stream: send requests, iterate responses (one consumer). */
-export interface BidiStream<I extends DescMessage, O extends DescMessage> extends AsyncIterable<MessageShape<O>> {
+export interface BidiStream<I extends DescMessage, O extends DescMessage> extends AsyncIterable<
+  MessageShape<O>
+> {
   /** Queues one request (grpc-js buffers it; HTTP/2 flow control paces the socket). */
   send(message: MessageInitShape<I>): void;
   /** Half-closes: no more requests; responses keep coming until the server ends the call. */
@@ -73,7 +81,11 @@ export type GrpcClient<S extends DescService> = {
 
 /** Opens a channel to `address` with the same generous limits and keepalive as the servers. */
 export function createGrpcChannel(address: string, options: GrpcChannelOptions = {}): GrpcChannel {
-  const client = new Client(address, options.credentials ?? ChannelCredentials.createInsecure(), toChannelOptions(options));
+  const client = new Client(
+    address,
+    options.credentials ?? ChannelCredentials.createInsecure(),
+    toChannelOptions(options),
+  );
   return {
     address,
     client,
@@ -81,7 +93,12 @@ export function createGrpcChannel(address: string, options: GrpcChannelOptions =
       new Promise((resolve, reject) => {
         client.waitForReady(Date.now() + timeoutMs, (error) => {
           if (error === undefined) resolve();
-          else reject(new ExpertMeshError(Code.UNAVAILABLE, `${address} not reachable within ${timeoutMs} ms`, { cause: error }));
+          else
+            reject(
+              new ExpertMeshError(Code.UNAVAILABLE, `${address} not reachable within ${timeoutMs} ms`, {
+                cause: error,
+              }),
+            );
         });
       }),
     close: () => client.close(),
@@ -151,7 +168,14 @@ async function* serverStream(
 ): AsyncGenerator<Message> {
   const { signal } = options;
   if (signal?.aborted === true) throw cancelledByCaller();
-  const call = client.makeServerStreamRequest(path, serialize, deserialize, request, toMetadata(options), toGrpcCallOptions(options));
+  const call = client.makeServerStreamRequest(
+    path,
+    serialize,
+    deserialize,
+    request,
+    toMetadata(options),
+    toGrpcCallOptions(options),
+  );
   const onAbort = (): void => call.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -171,7 +195,13 @@ function bidiStream(
   options: CallOptions,
 ): BidiStream<DescMessage, DescMessage> {
   const { signal } = options;
-  const call = client.makeBidiStreamRequest(path, serialize, deserialize, toMetadata(options), toGrpcCallOptions(options));
+  const call = client.makeBidiStreamRequest(
+    path,
+    serialize,
+    deserialize,
+    toMetadata(options),
+    toGrpcCallOptions(options),
+  );
   const onAbort = (): void => call.cancel();
   if (signal?.aborted === true) call.cancel();
   else signal?.addEventListener("abort", onAbort, { once: true });
@@ -208,7 +238,11 @@ function toMetadata(options: CallOptions): Metadata {
 function toGrpcCallOptions(options: CallOptions): GrpcCallOptions {
   const fromTimeout = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
   const deadline =
-    fromTimeout === undefined ? options.deadline : options.deadline === undefined ? fromTimeout : Math.min(fromTimeout, options.deadline);
+    fromTimeout === undefined
+      ? options.deadline
+      : options.deadline === undefined
+        ? fromTimeout
+        : Math.min(fromTimeout, options.deadline);
   return deadline === undefined ? {} : { deadline };
 }
 

@@ -55,7 +55,10 @@ export class GrpcServer {
   /** Serves `service` with `impl` (one handler per method). Only before `bind`. */
   addService<S extends DescService>(service: S, impl: ServiceImpl<S>): this {
     if (this.bound) {
-      throw new ExpertMeshError(Code.FAILED_PRECONDITION, `add ${service.typeName} before bind (reflection is fixed then)`);
+      throw new ExpertMeshError(
+        Code.FAILED_PRECONDITION,
+        `add ${service.typeName} before bind (reflection is fixed then)`,
+      );
     }
     if (this.serviceNames.includes(service.typeName)) {
       throw new ExpertMeshError(Code.ALREADY_EXISTS, `${service.typeName} is already served`);
@@ -85,7 +88,11 @@ export class GrpcServer {
     return new Promise((resolve, reject) => {
       this.server.bindAsync(address, this.credentials, (error, port) => {
         if (error !== null) {
-          reject(new ExpertMeshError(Code.UNAVAILABLE, `cannot listen on ${address}: ${error.message}`, { cause: error }));
+          reject(
+            new ExpertMeshError(Code.UNAVAILABLE, `cannot listen on ${address}: ${error.message}`, {
+              cause: error,
+            }),
+          );
         } else {
           resolve(port);
         }

@@ -14,7 +14,14 @@ export {
 } from "./channel-options.ts";
 export type { TransportOptions } from "./channel-options.ts";
 export { createGrpcChannel, createGrpcClient } from "./grpc-client.ts";
-export type { BidiStream, CallOptions, ClientMethod, GrpcChannel, GrpcChannelOptions, GrpcClient } from "./grpc-client.ts";
+export type {
+  BidiStream,
+  CallOptions,
+  ClientMethod,
+  GrpcChannel,
+  GrpcChannelOptions,
+  GrpcClient,
+} from "./grpc-client.ts";
 export { DEFAULT_SHUTDOWN_GRACE_MS, GrpcServer, createGrpcServer } from "./grpc-server.ts";
 export type { GrpcServerOptions, ServingStatus } from "./grpc-server.ts";
 export {
@@ -36,6 +43,11 @@ export type {
   ServiceImpl,
   UnaryHandler,
 } from "./service-impl.ts";
-export { deserializeMessage, methodPath, serializeMessage, toGrpcServiceDefinition } from "./service-definition.ts";
+export {
+  deserializeMessage,
+  methodPath,
+  serializeMessage,
+  toGrpcServiceDefinition,
+} from "./service-definition.ts";
 export { ERROR_DETAILS_TRAILER, fromGrpcError, logInternalErrorsToStderr } from "./wire-error.ts";
 export type { HandlerErrorEvent, HandlerErrorLogger } from "./wire-error.ts";

@@ -12,7 +12,10 @@ import { endianness } from "node:os";
 import { Code, ExpertMeshError, invalidArgument } from "../errors.ts";
 
 if (endianness() !== "LE") {
-  throw new ExpertMeshError(Code.FAILED_PRECONDITION, "the wire format is little-endian; this platform is not");
+  throw new ExpertMeshError(
+    Code.FAILED_PRECONDITION,
+    "the wire format is little-endian; this platform is not",
+  );
 }
 
 /** The bytes of a typed array, without copying (for a `bytes` field of an outgoing message). */
@@ -36,10 +39,7 @@ type TypedArrayOf<T> = T extends Float32ArrayConstructor
       : Uint16Array;
 
 type ArrayConstructorOf =
-  | Float32ArrayConstructor
-  | Int32ArrayConstructor
-  | Uint32ArrayConstructor
-  | Uint16ArrayConstructor;
+  Float32ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor | Uint16ArrayConstructor;
 
 function bytesAs<C extends ArrayConstructorOf>(type: C, bytes: Uint8Array, field: string): TypedArrayOf<C> {
   const size = type.BYTES_PER_ELEMENT;
@@ -79,8 +79,12 @@ export function bytesAsUint16(bytes: Uint8Array, field = "bytes"): Uint16Array {
  * float32 → bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN).
  * `out` may be passed to reuse a buffer; it must have src.length elements.
  */
-export function float32ToBf16(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  if (out.length !== src.length) throw invalidArgument("out", `expected ${src.length} elements, got ${out.length}`);
+export function float32ToBf16(
+  src: Float32Array,
+  out: Uint16Array = new Uint16Array(src.length),
+): Uint16Array {
+  if (out.length !== src.length)
+    throw invalidArgument("out", `expected ${src.length} elements, got ${out.length}`);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) {
     const x = bits[i] as number;
@@ -90,8 +94,12 @@ export function float32ToBf16(src: Float32Array, out: Uint16Array = new Uint16Ar
 }
 
 /** bfloat16 bits → float32 (exact). `out` may be passed to reuse a buffer. */
-export function bf16ToFloat32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  if (out.length !== src.length) throw invalidArgument("out", `expected ${src.length} elements, got ${out.length}`);
+export function bf16ToFloat32(
+  src: Uint16Array,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
+  if (out.length !== src.length)
+    throw invalidArgument("out", `expected ${src.length} elements, got ${out.length}`);
   const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) bits[i] = (src[i] as number) << 16;
   return out;

@@ -8,6 +8,12 @@ export interface ReadableIteratorOptions {
   prematureClose: () => Error;
   /** Called when the consumer stops early (breaks out of its loop). */
   onReturn?: () => void;
+  /**
+   * Server calls: grpc-js reports a client's cancellation as a half-close first and as a
+   * cancellation a moment later. When given, the end of the stream is settled one macrotask
+   * later, and if this then says the call was cancelled, the consumer gets prematureClose().
+   */
+  isCancelled?: () => boolean;
   /** Messages buffered before the stream is paused (HTTP/2 flow control then holds the peer). */
   highWaterMark?: number;
 }
@@ -38,7 +44,7 @@ export function iterateReadable<T>(stream: Readable, options: ReadableIteratorOp
     if (settled) return;
     settled = true;
     if (error !== undefined) queue.fail(options.mapError(error.value));
-    else if (ended) queue.close();
+    else if (ended && options.isCancelled?.() !== true) queue.close();
     else queue.fail(options.prematureClose());
   };
   stream.on("data", (message: T) => {
@@ -52,7 +58,8 @@ export function iterateReadable<T>(stream: Readable, options: ReadableIteratorOp
   });
   stream.on("end", () => {
     ended = true;
-    settle();
+    if (options.isCancelled === undefined) settle();
+    else setImmediate(settle);
   });
   stream.on("close", settle);
   return queue;

@@ -1,5 +1,11 @@
 import { create, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 
 /** The gRPC path of a method: `/expertmesh.v1.ExpertService/Dispatch`. */
@@ -24,7 +30,10 @@ export function serializeMessage<Desc extends DescMessage>(
  * Decodes a message. `bytes` fields of the result are views into `buffer` at arbitrary offsets
  * (see packed.ts before making a Float32Array of one).
  */
-export function deserializeMessage<Desc extends DescMessage>(schema: Desc, buffer: Uint8Array): MessageShape<Desc> {
+export function deserializeMessage<Desc extends DescMessage>(
+  schema: Desc,
+  buffer: Uint8Array,
+): MessageShape<Desc> {
   return fromBinary(schema, buffer);
 }
 

@@ -1,12 +1,19 @@
 import { once } from "node:events";
 import type { Writable } from "node:stream";
-import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethod,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
 import type {
   MethodDefinition,
   ServerDuplexStream,
   ServerUnaryCall,
   ServerWritableStream,
   ServiceDefinition,
+  StatusObject,
   UntypedServiceImplementation,
   sendUnaryData,
 } from "@grpc/grpc-js";
@@ -18,17 +25,17 @@ import { methodPath, serializeMessage, toGrpcServiceDefinition } from "./service
 import { handlerErrorStatus } from "./wire-error.ts";
 import type { HandlerErrorLogger } from "./wire-error.ts";
 
-/** Request → one response. */
+/** Request → one response (a message or a plain init object, or a promise of one). */
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
 
-/** Request → a stream of responses (an async generator); returning ends the call with OK. */
+/** Request → a stream of responses (an async or sync generator); returning ends the call with OK. */
 export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   context: CallContext,
-) => AsyncIterable<MessageInitShape<O>>;
+) => AsyncIterable<MessageInitShape<O>> | Iterable<MessageInitShape<O>>;
 
 /**
  * Stream of requests → stream of responses. Returning (or finishing the generator) ends the call
@@ -39,7 +46,7 @@ export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage>
 export type BidiStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   requests: AsyncIterable<MessageShape<I>>,
   context: CallContext,
-) => AsyncIterable<MessageInitShape<O>>;
+) => AsyncIterable<MessageInitShape<O>> | Iterable<MessageInitShape<O>>;
 
 /** The handler type of one method (client-streaming methods are not supported: `never`). */
 export type MethodHandler<M> = M extends {
@@ -83,10 +90,16 @@ export function toGrpcImplementation<S extends DescService>(
   for (const method of service.methods) {
     const handler = handlers[method.localName];
     if (typeof handler !== "function") {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${service.typeName}: no handler for ${method.localName}`);
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `${service.typeName}: no handler for ${method.localName}`,
+      );
     }
     const baseMethod = base[method.localName] as MethodDefinition<object, object>;
-    definition[method.localName] = { ...baseMethod, responseSerialize: (encoded: object) => encoded as Buffer };
+    definition[method.localName] = {
+      ...baseMethod,
+      responseSerialize: (encoded: object) => encoded as Buffer,
+    };
     // Called through the impl object so class-based implementations keep their `this`.
     const call = (...args: unknown[]): unknown => (handler as (...a: unknown[]) => unknown).apply(impl, args);
     implementation[method.localName] = adaptMethod(method, call, options);
@@ -100,7 +113,8 @@ function adaptMethod(
   options: ImplementationOptions,
 ): UntypedServiceImplementation[string] {
   const path = methodPath(method);
-  const encode = (value: unknown): Buffer => serializeMessage(method.output, value as MessageInitShape<DescMessage>);
+  const encode = (value: unknown): Buffer =>
+    serializeMessage(method.output, value as MessageInitShape<DescMessage>);
   const fail = (error: unknown, context: CallContext) => {
     // After a cancellation the client hears nothing more; an abort error is no failure to log.
     const reason: unknown = context.signal.reason;
@@ -122,38 +136,21 @@ function adaptMethod(
     case "server_streaming":
       return (call: ServerWritableStream<Message, Buffer>) => {
         const { context, close } = openCallContext(call, path);
-        void (async () => {
-          try {
-            await writeAll(call, handler(call.request, context) as AsyncIterable<unknown>, encode, context.signal);
-            if (!context.signal.aborted) call.end();
-          } catch (error) {
-            const status = fail(error, context);
-            if (!context.signal.aborted) call.emit("error", status);
-          } finally {
-            close();
-          }
-        })();
+        void streamResponses(call, () => handler(call.request, context), context, encode, fail).finally(
+          close,
+        );
       };
     case "bidi_streaming":
       return (call: ServerDuplexStream<Message, Buffer>) => {
         const { context, close } = openCallContext(call, path);
         const requests = iterateReadable<Message>(call, {
           mapError: (error) => ExpertMeshError.from(error),
+          isCancelled: () => call.cancelled || context.signal.aborted,
           prematureClose: () =>
             (context.signal.reason as ExpertMeshError | undefined) ??
             new ExpertMeshError(Code.CANCELLED, "call cancelled"),
         });
-        void (async () => {
-          try {
-            await writeAll(call, handler(requests, context) as AsyncIterable<unknown>, encode, context.signal);
-            if (!context.signal.aborted) call.end();
-          } catch (error) {
-            const status = fail(error, context);
-            if (!context.signal.aborted) call.emit("error", status);
-          } finally {
-            close();
-          }
-        })();
+        void streamResponses(call, () => handler(requests, context), context, encode, fail).finally(close);
       };
     case "client_streaming":
       throw new ExpertMeshError(
@@ -163,16 +160,28 @@ function adaptMethod(
   }
 }
 
-/** Writes every output, waiting for 'drain' when grpc-js's buffer is full; stops on abort. */
-async function writeAll(
+/**
+ * Writes every output of a streaming handler, waiting for 'drain' when grpc-js's buffer is full,
+ * then ends the call with OK, or with the handler's error; stops writing once the call is aborted.
+ */
+async function streamResponses(
   call: Writable,
-  outputs: AsyncIterable<unknown>,
+  produce: () => unknown,
+  context: CallContext,
   encode: (value: unknown) => Buffer,
-  signal: AbortSignal,
+  fail: (error: unknown, context: CallContext) => StatusObject,
 ): Promise<void> {
-  for await (const output of outputs) {
-    if (signal.aborted) break;
-    if (!call.write(encode(output))) await once(call, "drain", { signal });
+  const { signal } = context;
+  try {
+    for await (const output of produce() as AsyncIterable<unknown> | Iterable<unknown>) {
+      if (signal.aborted) break;
+      if (!call.write(encode(output))) await once(call, "drain", { signal });
+    }
+    if (!signal.aborted) call.end();
+  } catch (error) {
+    const status = fail(error, context);
+    // grpc-js turns an 'error' event on a server stream into the call's final status.
+    if (!signal.aborted) call.emit("error", status);
   }
 }
 

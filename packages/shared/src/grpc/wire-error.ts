@@ -27,7 +27,8 @@ export type HandlerErrorLogger = (event: HandlerErrorEvent) => void;
 /** Default logger: internal failures to stderr, expected ones (bad input, …) not at all. */
 export const logInternalErrorsToStderr: HandlerErrorLogger = (event) => {
   if (!event.internal) return;
-  const error = event.error instanceof Error ? (event.error.stack ?? event.error.message) : String(event.error);
+  const error =
+    event.error instanceof Error ? (event.error.stack ?? event.error.message) : String(event.error);
   process.stderr.write(`grpc handler ${event.method} failed (${Code[event.code]}): ${error}\n`);
 };
 
