@@ -1,6 +1,6 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { GroupedExperts, GroupedExpertsSessions, branchBucket, type ExpertWeights } from "../src/runtime/grouped-experts.ts";
+import { GroupedExperts, GroupedExpertsSessions, type ExpertWeights } from "../src/runtime/grouped-experts.ts";
 
 const H = 24;
 const I = 12;
@@ -70,40 +70,44 @@ describe("GroupedExperts", () => {
   for (let t = 0; t < T; t++) for (let j = 0; j < k; j++) ids[t * k + j] = t === 8 ? 12 + j : (t * 5 + j * 3) % 12;
 
   it("matches a naive reference when holding every expert", async () => {
-    const g = new GroupedExperts(sessions, allExperts);
+    const g = await GroupedExperts.fromWeights(sessions, allExperts);
     assertClose(await g.run(rows, ids, wts), naive(rows, ids, wts, allExperts), 1e-5);
   });
 
   it("skips experts it does not hold and leaves rows with none held at zero", async () => {
     const slice = new Map([...allExperts].filter(([e]) => e % 2 === 0 && e < 12));
-    const g = new GroupedExperts(sessions, slice);
+    const g = await GroupedExperts.fromWeights(sessions, slice);
     const out = await g.run(rows, ids, wts);
     assertClose(out, naive(rows, ids, wts, slice), 1e-5);
     assert.ok(out.subarray(8 * H, 9 * H).every((v) => v === 0));
     assert.ok(out.subarray(0, H).some((v) => v !== 0));
   });
 
-  it("returns zeros when no row's experts are held, and handles padded branch buckets", async () => {
-    const g = new GroupedExperts(sessions, new Map([[15, allExperts.get(15) as ExpertWeights]]));
+  it("returns zeros when no row's experts are held", async () => {
+    const g = await GroupedExperts.fromWeights(sessions, new Map([[15, allExperts.get(15) as ExpertWeights]]));
     const only = Int32Array.from({ length: T * k }, () => 3);
     assert.ok((await g.run(rows, only, wts)).every((v) => v === 0));
-    // 9 active experts → a 16-branch graph with 7 empty branches
-    assert.equal(branchBucket(9), 16);
-    const nine = new Map([...allExperts].slice(0, 9));
-    const g9 = new GroupedExperts(sessions, nine);
-    const ids9 = Int32Array.from({ length: T * k }, (_, i) => i % 9);
-    assertClose(await g9.run(rows, ids9, wts), naive(rows, ids9, wts, nine), 1e-5);
+  });
+
+  it("handles a single held expert, repeated ids and zero weights; rejects negative weights", async () => {
+    const one = new Map([[5, allExperts.get(5) as ExpertWeights]]);
+    const g = await GroupedExperts.fromWeights(sessions, one);
+    assertClose(await g.run(rows, ids, wts), naive(rows, ids, wts, one), 1e-5);
+    const rep = Int32Array.from({ length: T * k }, (_, i) => (i % k < 2 ? 5 : 1));
+    const w = Float32Array.from({ length: T * k }, (_, i) => (i % k === 1 && i < k ? 0 : 0.25 + (i % 3)));
+    assertClose(await g.run(rows, rep, w), naive(rows, rep, w, one), 1e-5);
+    await assert.rejects(g.run(rows, ids, wts.map((v) => -v)), /not ≥ 0/);
   });
 
   it("accepts rows that are a view into a larger buffer", async () => {
     const big = new Float32Array(H + T * H);
     big.set(rows, H);
-    const g = new GroupedExperts(sessions, allExperts);
+    const g = await GroupedExperts.fromWeights(sessions, allExperts);
     assertClose(await g.run(big.subarray(H), ids, wts), naive(rows, ids, wts, allExperts), 1e-5);
   });
 
   it("rejects mismatched shapes", async () => {
-    const g = new GroupedExperts(sessions, allExperts);
+    const g = await GroupedExperts.fromWeights(sessions, allExperts);
     await assert.rejects(g.run(rows.subarray(1), ids, wts), /not a multiple/);
     await assert.rejects(g.run(rows, ids.subarray(1), wts), /expert ids/);
   });

@@ -4,14 +4,14 @@ import { openCheckpoint } from "../src/checkpoint/checkpoint.ts";
 import { routeTokens } from "../src/runtime/routing.ts";
 import { FIXTURE_NAMES, fixtureDir, readGolden } from "./fixtures.ts";
 
-/** Router logits of one row in float64 then rounded (the reference uses a float32 GEMM). */
-function routerLogits(rows: number[][], gate: Float32Array, experts: number, hidden: number): Float32Array {
+/** Router scores sigmoid(x · gateᵀ), the logit in float64 then rounded (the reference uses a float32 GEMM). */
+function routerScores(rows: number[][], gate: Float32Array, experts: number, hidden: number): Float32Array {
   const out = new Float32Array(rows.length * experts);
   rows.forEach((x, r) => {
     for (let e = 0; e < experts; e++) {
       let acc = 0;
       for (let h = 0; h < hidden; h++) acc += (x[h] as number) * (gate[e * hidden + h] as number);
-      out[r * experts + e] = acc;
+      out[r * experts + e] = 1 / (1 + Math.exp(-Math.fround(acc)));
     }
   });
   return out;
@@ -29,8 +29,8 @@ for (const fixture of FIXTURE_NAMES) {
           for (const gl of prompt.routing.layers) {
             const gate = await ckpt.readFloat32(`model.layers.${gl.layer}.mlp.gate.weight`);
             const bias = await ckpt.readFloat32(`model.layers.${gl.layer}.mlp.gate.e_score_correction_bias`);
-            const logits = routerLogits(gl.gate_input, gate, c.nRoutedExperts, c.hiddenSize);
-            const r = routeTokens(logits, bias, {
+            const scores = routerScores(gl.gate_input, gate, c.nRoutedExperts, c.hiddenSize);
+            const r = routeTokens(scores, bias, {
               nExperts: c.nRoutedExperts,
               topK: c.numExpertsPerTok,
               nGroup: c.nGroup,
@@ -62,8 +62,8 @@ for (const fixture of FIXTURE_NAMES) {
 describe("routeTokens", () => {
   it("falls back to max-per-group scores without a bias and keeps weights summing to the scale", () => {
     // 4 experts, 2 groups of 2, keep 1 group, top-2
-    const logits = new Float32Array([3, -3, 2, 2]);
-    const r = routeTokens(logits, null, { nExperts: 4, topK: 2, nGroup: 2, topkGroup: 1, routedScalingFactor: 2 });
+    const scores = Float32Array.from([3, -3, 2, 2], (v) => 1 / (1 + Math.exp(-v)));
+    const r = routeTokens(scores, null, { nExperts: 4, topK: 2, nGroup: 2, topkGroup: 1, routedScalingFactor: 2 });
     // group 0 max = sigmoid(3) > group 1 max = sigmoid(2)
     assert.deepEqual(Array.from(r.groups), [0]);
     assert.deepEqual(Array.from(r.experts), [0, 1]);

@@ -99,7 +99,7 @@ async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: In
   kv.reserve(seq, L + N);
 
   // prefill
-  const pre = await model.forward({ sequences: [{ seq, tokens: Int32Array.from(p.tokens), start: 0, logits: "all" }] }, kv, { capture: true });
+  const pre = await model.forward({ sequences: [{ seq, tokens: Int32Array.from(p.tokens), start: 0, logits: "all" }] }, kv, { capture: "all" });
   const capture = pre.capture;
   if (capture === undefined) throw new ExpertMeshError(Code.INTERNAL, "forward returned no capture");
   const prefillTop = Array.from({ length: L }, (_, i) => top5(pre.logits.subarray(i * V, (i + 1) * V)));
@@ -149,7 +149,7 @@ async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: In
     if (k === N - 1) break;
     const next = forced === undefined ? chosen : (forced[k] as number);
     fed.push(next);
-    const r = await model.forward({ sequences: [{ seq, tokens: Int32Array.of(next), start: position + 1, logits: "last" }] }, kv, { capture: true });
+    const r = await model.forward({ sequences: [{ seq, tokens: Int32Array.of(next), start: position + 1, logits: "last" }] }, kv, { capture: "routing" });
     addRouting(r.capture?.moe ?? []);
     logits = r.logits.subarray(0, V);
   }

@@ -2,25 +2,26 @@
  * Building blocks of the model graphs, each exact in float32 and written the way the reference
  * computes it (same operations, same rounding points up to summation order).
  */
-import type { GraphBuilder } from "./graph-builder.ts";
+import { floatAttr, type GraphBuilder } from "./graph-builder.ts";
 
 /** y = x · wᵀ for a Linear weight stored [out, in]; onnxruntime fuses the Transpose into the GEMM. */
-export function linear(b: GraphBuilder, x: string, w: string): string {
-  return b.op("MatMul", [x, b.op("Transpose", [w], { perm: [1, 0] })]);
+export function linear(b: GraphBuilder, x: string, w: string, output?: string): string {
+  return b.op("MatMul", [x, b.op("Transpose", [w], { perm: [1, 0] })], {}, output === undefined ? {} : { outputs: [output] });
 }
 
-/** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · w. */
-export function rmsNorm(b: GraphBuilder, x: string, w: string, eps: number): string {
-  const ms = b.op("ReduceMean", [b.op("Mul", [x, x])], { axes: [-1], keepdims: 1 });
-  const inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.scalar(eps)])])]);
-  return b.op("Mul", [b.op("Mul", [x, inv]), w]);
+/**
+ * RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · w (onnxruntime's
+ * SimplifiedLayerNormalization kernel, float32 throughout).
+ */
+export function rmsNorm(b: GraphBuilder, x: string, w: string, eps: number, output?: string): string {
+  return b.op("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: floatAttr(eps) }, output === undefined ? {} : { outputs: [output] });
 }
 
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)). */
-export function swiglu(b: GraphBuilder, x: string, wGate: string, wUp: string, wDown: string): string {
+export function swiglu(b: GraphBuilder, x: string, wGate: string, wUp: string, wDown: string, output?: string): string {
   const g = linear(b, x, wGate);
   const silu = b.op("Mul", [g, b.op("Sigmoid", [g])]);
-  return linear(b, b.op("Mul", [silu, linear(b, x, wUp)]), wDown);
+  return linear(b, b.op("Mul", [silu, linear(b, x, wUp)]), wDown, output);
 }
 
 /** Slice of `x` along one axis: [start, end). */
@@ -29,14 +30,13 @@ export function sliceAxis(b: GraphBuilder, x: string, axis: number, start: numbe
 }
 
 /**
- * Interleaved rotary embedding: pairs (2i, 2i+1) of the last axis rotate by the angle whose
- * cos/sin are given. x: [T, n, dim]; cos/sin: [T, 1, dim/2, 1] (broadcast over n). Returns [T, n, dim].
+ * Interleaved rotary embedding: pairs (2i, 2i+1) of the last axis rotate by the angle of pair i.
+ * x: [T, n, dim]; cos: [T, 1, dim] (cos_i at 2i and 2i+1); sin: [T, 1, dim] (-sin_i at 2i,
+ * +sin_i at 2i+1). out = x·cos + swap(x)·sin with swap exchanging each pair, i.e.
+ * (x0·cos − x1·sin, x1·cos + x0·sin) with the same float32 roundings as a complex multiply.
  */
-export function ropeInterleaved(b: GraphBuilder, x: string, cos: string, sin: string, n: number, dim: number): string {
-  const pairs = b.op("Reshape", [x, b.int64s([-1, n, dim / 2, 2])]); // [T, n, dim/2, 2]
-  const x0 = sliceAxis(b, pairs, 3, 0, 1);
-  const x1 = sliceAxis(b, pairs, 3, 1, 2);
-  const o0 = b.op("Sub", [b.op("Mul", [x0, cos]), b.op("Mul", [x1, sin])]);
-  const o1 = b.op("Add", [b.op("Mul", [x0, sin]), b.op("Mul", [x1, cos])]);
-  return b.op("Reshape", [b.op("Concat", [o0, o1], { axis: 3 }), b.int64s([-1, n, dim])]);
+export function ropeInterleaved(b: GraphBuilder, x: string, cos: string, sin: string, dim: number): string {
+  const swapIdx = b.int64s(Array.from({ length: dim }, (_, i) => i ^ 1));
+  const swapped = b.op("Gather", [x, swapIdx], { axis: -1 });
+  return b.op("Add", [b.op("Mul", [x, cos]), b.op("Mul", [swapped, sin])]);
 }

@@ -13,13 +13,14 @@ import type { ModelConfig } from "../config/model-config.ts";
 import type { LatentKvStore } from "../kv/latent-kv-store.ts";
 import { ContiguousKvStore } from "../kv/contiguous-kv-store.ts";
 import { createSession, DEFAULT_SESSION_OPTIONS, type SessionOptions } from "../onnx/ort-session.ts";
-import { fillKeys, groupQueries, planAttention, scatterOutput, type StepSequence } from "./attention-plan.ts";
+import { fillPast, planAttention, releaseAttention, toBatchOrder, writeNew, type AttentionGroup, type AttentionPlan, type StepSequence } from "./attention-plan.ts";
+import { BufferPool } from "./buffer-pool.ts";
 import type { ForwardBatch, ForwardCapture, ForwardOptions, ForwardResult } from "./forward-batch.ts";
-import { attentionCoreGraph, attentionInGraph, attentionOutGraph, finalGraph, modelDims, type ModelDims } from "./model-graphs.ts";
-import { loadModelWeights, type ModelWeights } from "./model-weights.ts";
+import { finalGraph, layerGraph, modelDims, type ModelDims } from "./model-graphs.ts";
+import { loadModelWeights, type Feeds, type ModelWeights } from "./model-weights.ts";
 import { loadRoutedExperts, type ExpertSelection, type RoutedExpertsBackend } from "./routed-experts-backend.ts";
 import { ropeParams, RopeTables, type RopeParams } from "./rope.ts";
-import { routeTokens, type RoutingParams } from "./routing.ts";
+import { routeTokens, type RoutingParams, type RoutingResult } from "./routing.ts";
 
 export interface LoadModelOptions {
   /** onnxruntime execution provider (default "cpu"). */
@@ -33,20 +34,73 @@ export interface LoadModelOptions {
 }
 
 interface Sessions {
-  attnIn: ort.InferenceSession;
-  core: ort.InferenceSession;
-  outDense: ort.InferenceSession;
-  outMoe: ort.InferenceSession;
+  layerDense: ort.InferenceSession;
+  layerMoe: ort.InferenceSession;
   final: ort.InferenceSession;
 }
 
-const f32 = Math.fround;
+function residualFeeds(base: Float32Array, routed: Float32Array, shared: Float32Array, rows: number, H: number): Feeds {
+  return {
+    h_base: new Tensor("float32", base, [rows, H]),
+    h_routed: new Tensor("float32", routed, [rows, H]),
+    h_shared: new Tensor("float32", shared, [rows, H]),
+  };
+}
 
+/** One output of every group's run, concatenated in group order (no copy for a single group). */
+function concatRows(outs: readonly Record<string, ort.Tensor>[], name: string, length: number): Float32Array {
+  if (outs.length === 1) return outs[0]?.[name]?.data as Float32Array;
+  const all = new Float32Array(length);
+  let at = 0;
+  for (const o of outs) {
+    const part = o[name]?.data as Float32Array;
+    all.set(part, at);
+    at += part.length;
+  }
+  return all;
+}
+
+function concatFeeds(parts: readonly (ort.Tensor | undefined)[]): Float32Array {
+  const arrays = parts.map((t) => t?.data as Float32Array);
+  const all = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) {
+    all.set(a, at);
+    at += a.length;
+  }
+  return all;
+}
+
+/** Routing rows in group order → batch order. */
+function reorderRouting(plan: AttentionPlan, r: RoutingResult): RoutingResult {
+  if (plan.identity) return r;
+  const T = plan.order.length;
+  const k = r.experts.length / T;
+  const kg = r.groups.length / T;
+  const out: RoutingResult = {
+    experts: new Int32Array(r.experts.length),
+    weights: new Float32Array(r.weights.length),
+    groups: new Int32Array(r.groups.length),
+    expertMargin: new Float32Array(T),
+    groupMargin: new Float32Array(T),
+  };
+  plan.order.forEach((row, i) => {
+    out.experts.set(r.experts.subarray(i * k, (i + 1) * k), row * k);
+    out.weights.set(r.weights.subarray(i * k, (i + 1) * k), row * k);
+    out.groups.set(r.groups.subarray(i * kg, (i + 1) * kg), row * kg);
+    out.expertMargin[row] = r.expertMargin[i] as number;
+    out.groupMargin[row] = r.groupMargin[i] as number;
+  });
+  return out;
+}
+
+/** A loaded model (create with loadModel). */
 export class DeepSeekModel {
   readonly dims: ModelDims;
   readonly rope: RopeParams;
   private readonly ropeTables: RopeTables;
   private readonly routing: RoutingParams;
+  private readonly pool = new BufferPool();
 
   constructor(
     readonly config: ModelConfig,
@@ -90,89 +144,112 @@ export class DeepSeekModel {
     const T = seqs.reduce((n, s) => n + s.count, 0);
     if (T === 0) return { logits: new Float32Array(0), logitOffsets: new Int32Array(batch.sequences.length + 1) };
 
-    // embeddings and per-row rotary tables
-    const half = d.dr / 2;
-    let h = new Float32Array(T * d.H);
-    const positions = new Int32Array(T);
-    batch.sequences.forEach((s, i) => {
-      const row = (seqs[i] as StepSequence).row;
-      s.tokens.forEach((tok, j) => {
-        h.set(this.weights.embed.subarray(tok * d.H, (tok + 1) * d.H), (row + j) * d.H);
-        positions[row + j] = s.start + j;
-      });
-    });
-    const cos = new Float32Array(T * half);
-    const sin = new Float32Array(T * half);
-    this.ropeTables.gather(positions, cos, sin);
-    const cosT = new Tensor("float32", cos, [T, 1, half, 1]);
-    const sinT = new Tensor("float32", sin, [T, 1, half, 1]);
-
-    const groups = planAttention(seqs, d.nh, d.D);
-    const capture: ForwardCapture | undefined = options.capture ? { hidden: [h], moe: [] } : undefined;
-    const oAll = groups.length === 1 && groups[0]?.q === null ? null : new Float32Array(T * d.nh * d.D);
-
-    for (let l = 0; l < c.numLayers; l++) {
-      const lw = this.weights.layers[l];
-      if (lw === undefined) throw new ExpertMeshError(Code.INTERNAL, `no weights for layer ${l}`);
-      const x = new Tensor("float32", h, [T, d.H]);
-      const a = await this.sessions.attnIn.run({ ...lw.attnIn, x, cos: cosT, sin: sinT });
-      const q = a.q?.data as Float32Array; // [T, nh, D]
-      const kvRows = a.kv?.data as Float32Array; // [T, D]
-      for (const s of seqs) kv.write(s.seq, l, s.start, kvRows.subarray(s.row * d.D, (s.row + s.count) * d.D));
-
-      let o: Float32Array = oAll ?? new Float32Array(0); // [T, nh, D]
-      for (const g of groups) {
-        fillKeys(g, seqs, kv, l, d.D);
-        const gq = groupQueries(g, seqs, q, d.nh, d.D);
-        const M = g.Tq * d.nh;
-        const r = await this.sessions.core.run({
-          q: new Tensor("float32", gq, [g.B, M, d.D]),
-          k: new Tensor("float32", g.k, [g.B, g.S, d.D]),
-          mask: new Tensor("float32", g.mask, [g.B, M, g.S]),
+    const plan = planAttention(seqs, d.nh, d.D, this.pool);
+    const { groups, order } = plan;
+    try {
+      // embeddings and rotary factors, in group order
+      const tokens = new Int32Array(T);
+      const positions = new Int32Array(T);
+      batch.sequences.forEach((s, i) => {
+        const row = (seqs[i] as StepSequence).row;
+        s.tokens.forEach((tok, j) => {
+          tokens[row + j] = tok;
+          positions[row + j] = s.start + j;
         });
-        const go = r.o?.data as Float32Array;
-        if (oAll === null) o = go;
-        else scatterOutput(g, seqs, go, oAll, d.nh, d.D);
-      }
+      });
+      const embedded = new Float32Array(T * d.H);
+      const cos = new Float32Array(T * d.dr);
+      const sin = new Float32Array(T * d.dr);
+      const posInOrder = Int32Array.from(order, (r) => positions[r] as number);
+      order.forEach((r, i) => {
+        const tok = tokens[r] as number;
+        embedded.set(this.weights.embed.subarray(tok * d.H, (tok + 1) * d.H), i * d.H);
+      });
+      this.ropeTables.gatherInterleaved(posInOrder, cos, sin);
+      const zeros = new Float32Array(T * d.H);
 
-      const oT = new Tensor("float32", o, [T, d.nh, d.D]);
-      if (lw.kind === "dense") {
-        const r = await this.sessions.outDense.run({ ...lw.attnOut, o: oT, x });
-        h = r.h_out?.data as Float32Array;
-      } else {
-        const r = await this.sessions.outMoe.run({ ...lw.attnOut, o: oT, x });
-        const hMid = r.h?.data as Float32Array;
-        const hn = r.hn?.data as Float32Array;
-        const shared = r.shared?.data as Float32Array;
-        const route = routeTokens(r.router_logits?.data as Float32Array, lw.routerBias, this.routing);
+      // per group: its rows' views; the residual stream is h_base + (h_routed + h_shared),
+      // summed inside the next graph
+      const view = (a: Float32Array, g: AttentionGroup, width: number): Float32Array => a.subarray(g.rowStart * width, (g.rowStart + g.B * g.Tq) * width);
+      const rowsOf = (g: AttentionGroup): number => g.B * g.Tq;
+      const state = groups.map((g) => ({
+        rope: {
+          cos: new Tensor("float32", view(cos, g, d.dr), [rowsOf(g), 1, d.dr]),
+          sin: new Tensor("float32", view(sin, g, d.dr), [rowsOf(g), 1, d.dr]),
+        },
+        mask: new Tensor("float32", g.mask, [g.B, g.Tq * d.nh, g.Sp + g.Tq]),
+        kPast: new Tensor("float32", g.kPast, [g.B, g.Sp, d.D]),
+        residual: residualFeeds(view(embedded, g, d.H), view(zeros, g, d.H), view(zeros, g, d.H), rowsOf(g), d.H),
+      }));
+      const capture: ForwardCapture | undefined = options.capture === undefined ? undefined : { hidden: [], moe: [] };
+      const hidden = options.capture === "all" ? capture?.hidden : undefined;
+      hidden?.push(toBatchOrder(plan, embedded, d.H));
+
+      for (let l = 0; l < c.numLayers; l++) {
+        const lw = this.weights.layers[l];
+        if (lw === undefined) throw new ExpertMeshError(Code.INTERNAL, `no weights for layer ${l}`);
+        const session = lw.kind === "dense" ? this.sessions.layerDense : this.sessions.layerMoe;
+        const outs: Record<string, ort.Tensor>[] = [];
+        for (let gi = 0; gi < groups.length; gi++) {
+          const g = groups[gi] as AttentionGroup;
+          const st = state[gi] as (typeof state)[number];
+          fillPast(g, seqs, kv, l, d.D);
+          const r = await session.run({ ...lw.feeds, ...st.residual, ...st.rope, k_past: st.kPast, mask: st.mask });
+          writeNew(g, seqs, kv, l, r.kv?.data as Float32Array, d.D);
+          outs.push(r);
+        }
+        if (l > 0) hidden?.push(toBatchOrder(plan, concatRows(outs, "x", T * d.H), d.H));
+
+        if (lw.kind === "dense") {
+          groups.forEach((g, gi) => {
+            const st = state[gi] as (typeof state)[number];
+            st.residual = residualFeeds(outs[gi]?.h_out?.data as Float32Array, view(zeros, g, d.H), view(zeros, g, d.H), rowsOf(g), d.H);
+          });
+          continue;
+        }
+        // routing and routed experts over all rows of the step at once
+        const hn = concatRows(outs, "hn", T * d.H);
+        const route = routeTokens(concatRows(outs, "scores", T * d.E), lw.routerBias, this.routing);
         const routed = await this.routedExperts.run(l, hn, route.experts, route.weights);
-        const next = new Float32Array(T * d.H);
-        // x + (routed + shared), rounded as the reference adds them
-        for (let i = 0; i < next.length; i++) next[i] = (hMid[i] as number) + f32((routed[i] as number) + (shared[i] as number));
-        h = next;
-        capture?.moe.push({ layer: l, gateInput: hn, routing: route });
+        if (routed.length !== T * d.H) throw new ExpertMeshError(Code.INTERNAL, `routed experts of layer ${l} returned ${routed.length} values, expected ${T * d.H}`);
+        groups.forEach((g, gi) => {
+          const st = state[gi] as (typeof state)[number];
+          const o = outs[gi] as Record<string, ort.Tensor>;
+          st.residual = residualFeeds(o.h?.data as Float32Array, view(routed, g, d.H), o.shared?.data as Float32Array, rowsOf(g), d.H);
+        });
+        capture?.moe.push({ layer: l, gateInput: toBatchOrder(plan, hn, d.H), routing: reorderRouting(plan, route) });
       }
-      capture?.hidden.push(h);
-    }
 
-    // final norm + lm_head on the wanted rows
-    const logitOffsets = new Int32Array(batch.sequences.length + 1);
-    const wanted: number[] = [];
-    batch.sequences.forEach((s, i) => {
-      const row = (seqs[i] as StepSequence).row;
-      const n = s.tokens.length;
-      if (s.logits === "all") for (let j = 0; j < n; j++) wanted.push(row + j);
-      else if (s.logits === "last") wanted.push(row + n - 1);
-      logitOffsets[i + 1] = wanted.length;
-    });
-    let logits = new Float32Array(0);
-    if (wanted.length > 0) {
-      const sel = wanted.length === T ? h : new Float32Array(wanted.length * d.H);
-      if (sel !== h) wanted.forEach((row, i) => sel.set(h.subarray(row * d.H, (row + 1) * d.H), i * d.H));
-      const r = await this.sessions.final.run({ ...this.weights.final, x: new Tensor("float32", sel, [wanted.length, d.H]) });
-      logits = r.logits?.data as Float32Array;
+      // final norm + lm_head on the wanted rows (listed in batch order, indexed in group order)
+      const groupRowOf = new Int32Array(T);
+      order.forEach((r, i) => (groupRowOf[r] = i));
+      const logitOffsets = new Int32Array(batch.sequences.length + 1);
+      const wanted: bigint[] = [];
+      batch.sequences.forEach((s, i) => {
+        const row = (seqs[i] as StepSequence).row;
+        const n = s.tokens.length;
+        if (s.logits === "all") for (let j = 0; j < n; j++) wanted.push(BigInt(groupRowOf[row + j] as number));
+        else if (s.logits === "last" && n > 0) wanted.push(BigInt(groupRowOf[row + n - 1] as number));
+        logitOffsets[i + 1] = wanted.length;
+      });
+      const residual =
+        state.length === 1
+          ? (state[0] as (typeof state)[number]).residual
+          : residualFeeds(
+              concatFeeds(state.map((st) => st.residual.h_base)),
+              concatFeeds(state.map((st) => st.residual.h_routed)),
+              concatFeeds(state.map((st) => st.residual.h_shared)),
+              T,
+              d.H,
+            );
+      const rows = new Tensor("int64", BigInt64Array.from(wanted), [wanted.length]);
+      const f = await this.sessions.final.run({ ...this.weights.final, ...residual, rows });
+      hidden?.push(toBatchOrder(plan, f.x?.data as Float32Array, d.H));
+      const logits = f.logits?.data as Float32Array;
+      return capture === undefined ? { logits, logitOffsets } : { logits, logitOffsets, capture };
+    } finally {
+      releaseAttention(plan, this.pool);
     }
-    return capture === undefined ? { logits, logitOffsets } : { logits, logitOffsets, capture };
   }
 
   /** Releases onnxruntime sessions (and the local experts' sessions this model created). */
@@ -210,33 +287,42 @@ export class DeepSeekModel {
  * (left open). Compiles each graph kind once; weights are read once as float32.
  */
 export async function loadModel(source: Checkpoint | string, options: LoadModelOptions = {}): Promise<DeepSeekModel> {
+  const selection = options.experts ?? (options.routedExperts === undefined ? "all" : "none");
+  if (options.routedExperts !== undefined && selection !== "none") {
+    throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: give either local experts or a routedExperts backend, not both");
+  }
+  if (options.routedExperts === undefined && selection === "none") {
+    throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: experts 'none' needs a routedExperts backend");
+  }
+  const threads = options.threads ?? DEFAULT_SESSION_OPTIONS.threads;
+  if (!Number.isInteger(threads) || threads < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `loadModel: threads must be a non-negative integer, got ${threads}`);
+  const so: SessionOptions = { executionProvider: options.executionProvider ?? DEFAULT_SESSION_OPTIONS.executionProvider, threads };
+
   const ckpt = typeof source === "string" ? await openCheckpoint(source) : source;
+  const created: { release(): Promise<void> }[] = [];
   try {
     const c = ckpt.config;
     const d = modelDims(c);
-    const so: SessionOptions = {
-      executionProvider: options.executionProvider ?? DEFAULT_SESSION_OPTIONS.executionProvider,
-      threads: options.threads ?? DEFAULT_SESSION_OPTIONS.threads,
-    };
     const rope = ropeParams(c);
+    const create = async (graph: Uint8Array, label: string): Promise<ort.InferenceSession> => {
+      const s = await createSession(graph, so, label);
+      created.push(s);
+      return s;
+    };
     const sessions: Sessions = {
-      attnIn: await createSession(attentionInGraph(d), so, "attention-in"),
-      core: await createSession(attentionCoreGraph(d, rope.softmaxScale), so, "attention core"),
-      outDense: await createSession(attentionOutGraph(d, "dense"), so, "attention-out (dense)"),
-      outMoe: await createSession(attentionOutGraph(d, "moe"), so, "attention-out (MoE)"),
-      final: await createSession(finalGraph(d), so, "final norm + lm_head"),
+      layerDense: await create(layerGraph(d, "dense", rope.softmaxScale), "dense layer"),
+      layerMoe: await create(layerGraph(d, "moe", rope.softmaxScale), "MoE layer"),
+      final: await create(finalGraph(d), "final norm + lm_head"),
     };
     const weights = await loadModelWeights(ckpt, d);
-    const selection = options.experts ?? (options.routedExperts === undefined ? "all" : "none");
-    if (options.routedExperts !== undefined && selection !== "none") {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: give either local experts or a routedExperts backend, not both");
-    }
     const local = selection === "none" ? null : await loadRoutedExperts(ckpt, selection, so);
+    if (local !== null) created.push(local);
     const backend = options.routedExperts ?? local;
-    if (backend === null) {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: experts 'none' needs a routedExperts backend");
-    }
+    if (backend === null) throw new ExpertMeshError(Code.INTERNAL, "loadModel: no routed experts backend");
     return new DeepSeekModel(c, weights, sessions, backend, local);
+  } catch (err) {
+    await Promise.all(created.map((s) => s.release()));
+    throw err;
   } finally {
     if (typeof source === "string") await ckpt.close();
   }

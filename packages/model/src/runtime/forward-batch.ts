@@ -23,8 +23,11 @@ export interface ForwardBatch {
 }
 
 export interface ForwardOptions {
-  /** Keep per-layer hidden states, router inputs and routing decisions (for inspect). */
-  capture?: boolean;
+  /**
+   * "all": keep per-layer hidden states, router inputs and routing decisions (inspect);
+   * "routing": only the MoE layers' router inputs and routing (load accounting). Default none.
+   */
+  capture?: "all" | "routing";
 }
 
 export interface MoeLayerCapture {
@@ -35,7 +38,10 @@ export interface MoeLayerCapture {
 }
 
 export interface ForwardCapture {
-  /** [layers + 1] × [rows, hidden]: 0 = token embeddings, i + 1 = residual stream after layer i. */
+  /**
+   * [layers + 1] × [rows, hidden]: 0 = token embeddings, i + 1 = residual stream after layer i
+   * (empty unless capture is "all").
+   */
   hidden: Float32Array[];
   moe: MoeLayerCapture[];
 }

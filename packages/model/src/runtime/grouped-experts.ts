@@ -1,14 +1,22 @@
 /**
  * Grouped routed experts: the weighted sum of the routed SwiGLU experts for a batch of rows,
- * computed with ONE onnxruntime run for all active experts of a layer. Shared unchanged by the
- * single-process model and the expert workers (which hold only their slice: expert ids they do
- * not hold are skipped, so a worker can be handed just its own (expert, weight) slots).
+ * computed by ONE onnxruntime op for all experts of a layer (com.microsoft MoE, which loops
+ * over the experts that have rows, in parallel across intra-op threads). Shared unchanged by
+ * the single-process model and the expert workers: expert ids a process does not hold are
+ * skipped, so a worker can be handed just its own (expert, weight) slots.
+ *
+ * Weights are held stacked per layer — gate/up interleaved [E_held, 2I, H] and down
+ * [E_held, H, I] — one float32 copy, fed by reference on every run.
+ *
+ * The MoE op takes routing as logits and applies softmax + top-k itself. We pass log(w) for a
+ * row's held experts and -inf elsewhere, so its softmax yields w_j / Σ_held w, and multiply
+ * the row by Σ_held w afterwards: the weights are applied with float32 rounding only (a few ulp),
+ * the same order of error as a different summation order.
  */
 import type * as ort from "onnxruntime-node";
 import { Tensor } from "onnxruntime-node";
 import { ExpertMeshError, Code } from "@expertmesh/shared";
-import { GraphBuilder } from "../onnx/graph-builder.ts";
-import { swiglu } from "../onnx/graph-ops.ts";
+import { floatAttr, GraphBuilder } from "../onnx/graph-builder.ts";
 import { createSession, type SessionOptions } from "../onnx/ort-session.ts";
 
 /** One routed expert's SwiGLU weights, as stored: gate/up [I, H], down [H, I]. */
@@ -18,41 +26,36 @@ export interface ExpertWeights {
   down: Float32Array;
 }
 
-/**
- * A graph with A expert branches: branch i gathers its rows (idx_i [n_i]) from x [T, H] and
- * outputs SwiGLU_i(rows) · wt_i ([n_i, 1]); all branches are concatenated into y [Σn_i, H].
- */
-export function groupedExpertsGraph(hidden: number, inter: number, branches: number): Uint8Array {
-  const b = new GraphBuilder(`grouped_experts_${branches}`);
-  const x = b.input("x", "float32", ["T", hidden]);
-  const outs: string[] = [];
-  for (let i = 0; i < branches; i++) {
-    const idx = b.input(`idx_${i}`, "int64", [`n_${i}`]);
-    const wt = b.input(`wt_${i}`, "float32", [`n_${i}`, 1]);
-    const wg = b.input(`w_gate_${i}`, "float32", [inter, hidden]);
-    const wu = b.input(`w_up_${i}`, "float32", [inter, hidden]);
-    const wd = b.input(`w_down_${i}`, "float32", [hidden, inter]);
-    const rows = b.op("Gather", [x, idx], { axis: 0 });
-    outs.push(b.op("Mul", [swiglu(b, rows, wg, wu, wd), wt]));
-  }
-  const y = branches === 1 ? b.op("Identity", outs, {}, { outputs: ["y"] }) : b.op("Concat", outs, { axis: 0 }, { outputs: ["y"] });
-  b.output(y, "float32", ["N", hidden]);
+/** The MoE graph: y [R, H] = s · Σ_{top-k of logits} softmax(logits)_e · SwiGLU_e(x). */
+export function groupedExpertsGraph(hidden: number, inter: number, experts: number, k: number): Uint8Array {
+  const b = new GraphBuilder(`grouped_experts_k${k}`);
+  const x = b.input("x", "float32", ["R", hidden]);
+  const logits = b.input("logits", "float32", ["R", experts]);
+  const scale = b.input("scale", "float32", ["R", 1]);
+  const w1 = b.input("w_gate_up", "float32", [experts, 2 * inter, hidden]);
+  const w2 = b.input("w_down", "float32", [experts, hidden, inter]);
+  const moe = b.op(
+    "MoE",
+    [x, logits, w1, "", w2],
+    {
+      k,
+      activation_type: "swiglu",
+      // interleaved gate/up rows; silu(g) · u exactly: alpha 1, beta 0, no clamp
+      swiglu_fusion: 1,
+      activation_alpha: floatAttr(1),
+      activation_beta: floatAttr(0),
+      swiglu_limit: floatAttr(3.4e38),
+      normalize_routing_weights: 0,
+    },
+    { domain: "com.microsoft" },
+  );
+  b.output(b.op("Mul", [moe, scale], {}, { outputs: ["y"] }), "float32", ["R", hidden]);
   return b.toBytes();
 }
 
-/**
- * Graphs are compiled per branch count; counts are rounded up to a bucket (padding branches get
- * no rows) so that a layer's varying number of active experts reuses few sessions.
- */
-export function branchBucket(active: number): number {
-  if (active <= 8) return active;
-  if (active <= 64) return Math.ceil(active / 8) * 8;
-  return Math.ceil(active / 32) * 32;
-}
-
-/** Compiled grouped-expert graphs for one (hidden, intermediate) shape, shared by all layers. */
+/** Compiled grouped-expert graphs for one (hidden, intermediate) shape, keyed by (held experts, k). */
 export class GroupedExpertsSessions {
-  private readonly sessions = new Map<number, Promise<ort.InferenceSession>>();
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
 
   constructor(
     readonly hidden: number,
@@ -60,12 +63,12 @@ export class GroupedExpertsSessions {
     private readonly options: SessionOptions,
   ) {}
 
-  /** The session for `branches` branches, compiled on first use. */
-  get(branches: number): Promise<ort.InferenceSession> {
-    let s = this.sessions.get(branches);
+  get(experts: number, k: number): Promise<ort.InferenceSession> {
+    const key = `${experts}/${k}`;
+    let s = this.sessions.get(key);
     if (s === undefined) {
-      s = createSession(groupedExpertsGraph(this.hidden, this.inter, branches), this.options, `grouped experts (${branches})`);
-      this.sessions.set(branches, s);
+      s = createSession(groupedExpertsGraph(this.hidden, this.inter, experts, k), this.options, `grouped experts (${experts} experts, k ${k})`);
+      this.sessions.set(key, s);
     }
     return s;
   }
@@ -77,47 +80,73 @@ export class GroupedExpertsSessions {
   }
 }
 
-interface HeldExpert {
-  gate: ort.Tensor;
-  up: ort.Tensor;
-  down: ort.Tensor;
-}
-
 /** The routed experts of one layer that this process holds. */
 export class GroupedExperts {
-  private readonly held = new Map<number, HeldExpert>();
+  /** Logical expert id → slot in the stacked weights. */
+  private readonly slot = new Map<number, number>();
+  private readonly ids: number[];
+  private readonly gateUp: ort.Tensor; // [E_held, 2I, H]
+  private readonly down: ort.Tensor; // [E_held, H, I]
 
-  constructor(
+  /** `ids` ascending and distinct; `gateUp`/`down` already stacked in that order. */
+  private constructor(
     private readonly sessions: GroupedExpertsSessions,
-    experts: ReadonlyMap<number, ExpertWeights>,
+    ids: readonly number[],
+    gateUp: Float32Array,
+    down: Float32Array,
   ) {
     const { hidden: H, inter: I } = sessions;
-    for (const [id, w] of experts) {
+    this.ids = [...ids];
+    this.ids.forEach((e, i) => this.slot.set(e, i));
+    this.gateUp = new Tensor("float32", gateUp, [ids.length, 2 * I, H]);
+    this.down = new Tensor("float32", down, [ids.length, H, I]);
+  }
+
+  /**
+   * Loads experts `ids` one at a time through `read`, stacking each into the layer's weights as
+   * it arrives (peak memory: the stack plus one expert).
+   */
+  static async load(sessions: GroupedExpertsSessions, ids: readonly number[], read: (id: number) => Promise<ExpertWeights>): Promise<GroupedExperts> {
+    const { hidden: H, inter: I } = sessions;
+    const sorted = [...ids].sort((a, b) => a - b);
+    if (sorted.length === 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: no experts to hold");
+    if (sorted.some((e, i) => i > 0 && e === sorted[i - 1])) throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: duplicate expert ids");
+    const gateUp = new Float32Array(sorted.length * 2 * I * H);
+    const down = new Float32Array(sorted.length * H * I);
+    for (let s = 0; s < sorted.length; s++) {
+      const id = sorted[s] as number;
+      const w = await read(id);
       if (w.gate.length !== I * H || w.up.length !== I * H || w.down.length !== H * I) {
-        throw new ExpertMeshError(Code.INTERNAL, `expert ${id}: weights do not match [${I}, ${H}] / [${H}, ${I}]`);
+        throw new ExpertMeshError(Code.FAILED_PRECONDITION, `expert ${id}: weights do not match [${I}, ${H}] / [${H}, ${I}]`);
       }
-      // wrapped once, fed by reference on every run (no copy)
-      this.held.set(id, {
-        gate: new Tensor("float32", w.gate, [I, H]),
-        up: new Tensor("float32", w.up, [I, H]),
-        down: new Tensor("float32", w.down, [H, I]),
-      });
+      // interleave gate and up rows: row 2i = gate_i, row 2i + 1 = up_i
+      const base = s * 2 * I * H;
+      for (let i = 0; i < I; i++) {
+        gateUp.set(w.gate.subarray(i * H, (i + 1) * H), base + 2 * i * H);
+        gateUp.set(w.up.subarray(i * H, (i + 1) * H), base + (2 * i + 1) * H);
+      }
+      down.set(w.down, s * H * I);
     }
+    return new GroupedExperts(sessions, sorted, gateUp, down);
+  }
+
+  /** Stacks in-memory expert weights (tests, small slices). */
+  static fromWeights(sessions: GroupedExpertsSessions, experts: ReadonlyMap<number, ExpertWeights>): Promise<GroupedExperts> {
+    return GroupedExperts.load(sessions, [...experts.keys()], (id) => Promise.resolve(experts.get(id) as ExpertWeights));
   }
 
   /** Logical expert ids held, ascending. */
   expertIds(): number[] {
-    return [...this.held.keys()].sort((a, b) => a - b);
+    return [...this.ids];
   }
 
   has(expert: number): boolean {
-    return this.held.has(expert);
+    return this.slot.has(expert);
   }
 
   /**
-   * rows [T, H], expertIds [T, k] (negative or not held: skipped), weights [T, k] →
+   * rows [T, H], expertIds [T, k] (not held: skipped), weights [T, k] (≥ 0) →
    * Σ_j weights[t, j] · expert_{ids[t, j]}(rows[t]) per row, [T, H] (zero rows where nothing is held).
-   * Contributions are added in ascending expert order, as the reference does.
    */
   async run(rows: Float32Array, expertIds: Int32Array, weights: Float32Array): Promise<Float32Array> {
     const H = this.sessions.hidden;
@@ -129,57 +158,57 @@ export class GroupedExperts {
       throw new ExpertMeshError(Code.INVALID_ARGUMENT, `grouped experts: ${expertIds.length} expert ids / ${weights.length} weights for ${T} rows`);
     }
     const k = expertIds.length / T;
+    const E = this.ids.length;
 
-    // bucket (row, weight) pairs by held expert
-    const counts = new Map<number, number>();
-    for (let i = 0; i < expertIds.length; i++) {
-      const e = expertIds[i] as number;
-      if (this.held.has(e)) counts.set(e, (counts.get(e) ?? 0) + 1);
-    }
-    if (counts.size === 0) return out;
-    const active = [...counts.keys()].sort((a, b) => a - b);
-    const idx = active.map((e) => new BigInt64Array(counts.get(e) as number));
-    const wt = active.map((e) => new Float32Array(counts.get(e) as number));
-    const slot = new Map<number, number>(active.map((e, i) => [e, i]));
-    const fill = new Int32Array(active.length);
+    // rows with at least one held expert, and their routing as logits log(w) (-inf elsewhere)
+    const active: number[] = [];
     for (let t = 0; t < T; t++) {
       for (let j = 0; j < k; j++) {
-        const s = slot.get(expertIds[t * k + j] as number);
-        if (s === undefined) continue;
-        const n = fill[s] as number;
-        (idx[s] as BigInt64Array)[n] = BigInt(t);
-        (wt[s] as Float32Array)[n] = weights[t * k + j] as number;
-        fill[s] = n + 1;
+        const w = weights[t * k + j] as number;
+        if (!(w >= 0)) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `grouped experts: weight ${w} at row ${t} is not ≥ 0`);
+        if (w > 0 && this.slot.has(expertIds[t * k + j] as number)) {
+          active.push(t);
+          break;
+        }
       }
     }
-
-    const branches = branchBucket(active.length);
-    const session = await this.sessions.get(branches);
-    const feeds: Record<string, ort.Tensor> = { x: new Tensor("float32", rows, [T, H]) };
-    const pad = this.held.get(active[0] as number) as HeldExpert;
-    for (let i = 0; i < branches; i++) {
-      const e = active[i];
-      const w = e === undefined ? pad : (this.held.get(e) as HeldExpert);
-      const n = i < active.length ? (fill[i] as number) : 0;
-      feeds[`idx_${i}`] = new Tensor("int64", i < active.length ? (idx[i] as BigInt64Array) : new BigInt64Array(0), [n]);
-      feeds[`wt_${i}`] = new Tensor("float32", i < active.length ? (wt[i] as Float32Array) : new Float32Array(0), [n, 1]);
-      feeds[`w_gate_${i}`] = w.gate;
-      feeds[`w_up_${i}`] = w.up;
-      feeds[`w_down_${i}`] = w.down;
-    }
-    const y = (await session.run(feeds)).y?.data as Float32Array; // [Σn_i, H]
-
-    // combine: branches in ascending expert order, each adding into its rows
-    let r = 0;
-    for (let s = 0; s < active.length; s++) {
-      const ids = idx[s] as BigInt64Array;
-      for (let n = 0; n < ids.length; n++, r++) {
-        const t = Number(ids[n]);
-        const o = t * H;
-        const yo = r * H;
-        for (let h = 0; h < H; h++) out[o + h] = (out[o + h] as number) + (y[yo + h] as number);
+    const R = active.length;
+    if (R === 0) return out;
+    const logits = new Float32Array(R * E).fill(-Infinity);
+    const scale = new Float32Array(R);
+    for (let r = 0; r < R; r++) {
+      const t = active[r] as number;
+      let sum = 0;
+      for (let j = 0; j < k; j++) {
+        const s = this.slot.get(expertIds[t * k + j] as number);
+        const w = weights[t * k + j] as number;
+        if (s === undefined || w === 0) continue;
+        const i = r * E + s;
+        // a repeated expert gets the sum of its weights
+        logits[i] = Math.log(logits[i] === -Infinity ? w : Math.exp(logits[i] as number) + w);
+        sum += w;
       }
+      scale[r] = sum;
     }
+    const x = R === T ? rows : gatherRows(rows, active, H);
+    const session = await this.sessions.get(E, Math.min(k, E));
+    const y = (
+      await session.run({
+        x: new Tensor("float32", x, [R, H]),
+        logits: new Tensor("float32", logits, [R, E]),
+        scale: new Tensor("float32", scale, [R, 1]),
+        w_gate_up: this.gateUp,
+        w_down: this.down,
+      })
+    ).y?.data as Float32Array; // [R, H]
+    if (R === T) return y;
+    active.forEach((t, r) => out.set(y.subarray(r * H, (r + 1) * H), t * H));
     return out;
   }
+}
+
+function gatherRows(rows: Float32Array, which: readonly number[], H: number): Float32Array {
+  const x = new Float32Array(which.length * H);
+  which.forEach((t, r) => x.set(rows.subarray(t * H, (t + 1) * H), r * H));
+  return x;
 }

@@ -5,7 +5,7 @@ export type { LoadModelOptions } from "./deepseek-model.ts";
 export type { ForwardBatch, ForwardCapture, ForwardOptions, ForwardResult, LogitsWanted, MoeLayerCapture, SequenceChunk } from "./forward-batch.ts";
 export { LocalRoutedExperts, loadRoutedExperts, moeLayers } from "./routed-experts-backend.ts";
 export type { ExpertSelection, ExpertSlice, RoutedExpertsBackend } from "./routed-experts-backend.ts";
-export { GroupedExperts, GroupedExpertsSessions, groupedExpertsGraph, branchBucket } from "./grouped-experts.ts";
+export { GroupedExperts, GroupedExpertsSessions, groupedExpertsGraph } from "./grouped-experts.ts";
 export type { ExpertWeights } from "./grouped-experts.ts";
 export { routeTokens } from "./routing.ts";
 export type { RoutingParams, RoutingResult } from "./routing.ts";

@@ -13,9 +13,8 @@ export type Feeds = Record<string, ort.Tensor>;
 
 export interface LayerWeights {
   kind: "dense" | "moe";
-  attnIn: Feeds;
-  /** attention-out + (dense MLP | router and shared expert) */
-  attnOut: Feeds;
+  /** The layer graph's weight inputs: attention + (dense MLP | router and shared expert). */
+  feeds: Feeds;
   /** [E] e_score_correction_bias (MoE layers that have one), else null. */
   routerBias: Float32Array | null;
 }
@@ -42,7 +41,7 @@ export async function loadModelWeights(ckpt: Checkpoint, d: ModelDims): Promise<
     const p = `model.layers.${l}.`;
     const a = `${p}self_attn.`;
     const { kb, vbT } = splitKvB(await ckpt.readFloat32(`${a}kv_b_proj.weight`), d);
-    const attnIn: Feeds = {
+    const feeds: Feeds = {
       w_attn_norm: await tensor(`${p}input_layernorm.weight`, [d.H]),
       w_q_a: await tensor(`${a}q_a_proj.weight`, [d.Q, d.H]),
       w_q_a_norm: await tensor(`${a}q_a_layernorm.weight`, [d.Q]),
@@ -50,26 +49,24 @@ export async function loadModelWeights(ckpt: Checkpoint, d: ModelDims): Promise<
       w_kv_a: await tensor(`${a}kv_a_proj_with_mqa.weight`, [d.D, d.H]),
       w_kv_a_norm: await tensor(`${a}kv_a_layernorm.weight`, [d.C]),
       w_kb: new Tensor("float32", kb, [d.nh, d.dn, d.C]),
-    };
-    const attnOut: Feeds = {
       w_vb: new Tensor("float32", vbT, [d.nh, d.C, d.dv]),
       w_o: await tensor(`${a}o_proj.weight`, [d.H, d.nh * d.dv]),
       w_post_norm: await tensor(`${p}post_attention_layernorm.weight`, [d.H]),
     };
     if (l < c.firstKDenseReplace) {
-      attnOut.w_gate = await tensor(`${p}mlp.gate_proj.weight`, [d.I, d.H]);
-      attnOut.w_up = await tensor(`${p}mlp.up_proj.weight`, [d.I, d.H]);
-      attnOut.w_down = await tensor(`${p}mlp.down_proj.weight`, [d.H, d.I]);
-      layers.push({ kind: "dense", attnIn, attnOut, routerBias: null });
+      feeds.w_gate = await tensor(`${p}mlp.gate_proj.weight`, [d.I, d.H]);
+      feeds.w_up = await tensor(`${p}mlp.up_proj.weight`, [d.I, d.H]);
+      feeds.w_down = await tensor(`${p}mlp.down_proj.weight`, [d.H, d.I]);
+      layers.push({ kind: "dense", feeds, routerBias: null });
       continue;
     }
-    attnOut.w_router = await tensor(`${p}mlp.gate.weight`, [d.E, d.H]);
-    attnOut.w_shared_gate = await tensor(`${p}mlp.shared_experts.gate_proj.weight`, [d.Is, d.H]);
-    attnOut.w_shared_up = await tensor(`${p}mlp.shared_experts.up_proj.weight`, [d.Is, d.H]);
-    attnOut.w_shared_down = await tensor(`${p}mlp.shared_experts.down_proj.weight`, [d.H, d.Is]);
+    feeds.w_router = await tensor(`${p}mlp.gate.weight`, [d.E, d.H]);
+    feeds.w_shared_gate = await tensor(`${p}mlp.shared_experts.gate_proj.weight`, [d.Is, d.H]);
+    feeds.w_shared_up = await tensor(`${p}mlp.shared_experts.up_proj.weight`, [d.Is, d.H]);
+    feeds.w_shared_down = await tensor(`${p}mlp.shared_experts.down_proj.weight`, [d.H, d.Is]);
     const biasName = `${p}mlp.gate.e_score_correction_bias`;
     const routerBias = ckpt.has(biasName) ? await ckpt.readFloat32(biasName) : null;
-    layers.push({ kind: "moe", attnIn, attnOut, routerBias });
+    layers.push({ kind: "moe", feeds, routerBias });
   }
   const final: Feeds = {
     w_norm: await tensor("model.norm.weight", [d.H]),

@@ -86,24 +86,26 @@ export class RopeTables {
     this.capacity = cap;
   }
 
-  get cos(): Float32Array {
-    return this.cosTable;
-  }
-
-  get sin(): Float32Array {
-    return this.sinTable;
-  }
-
-  /** Fills cos/sin rows for the given positions: outCos/outSin [positions.length, dim/2]. */
-  gather(positions: ArrayLike<number>, outCos: Float32Array, outSin: Float32Array): void {
-    const half = this.params.dim / 2;
+  /**
+   * Rows for the given positions in the layout of the interleaved-pair rotation:
+   * outCos [n, dim] with cos_i at 2i and 2i+1; outSin [n, dim] with -sin_i at 2i and +sin_i at 2i+1.
+   */
+  gatherInterleaved(positions: ArrayLike<number>, outCos: Float32Array, outSin: Float32Array): void {
+    const dim = this.params.dim;
+    const half = dim / 2;
     let max = 0;
     for (let i = 0; i < positions.length; i++) max = Math.max(max, positions[i] as number);
     this.ensure(max + 1);
-    for (let i = 0; i < positions.length; i++) {
-      const p = positions[i] as number;
-      outCos.set(this.cosTable.subarray(p * half, (p + 1) * half), i * half);
-      outSin.set(this.sinTable.subarray(p * half, (p + 1) * half), i * half);
+    for (let r = 0; r < positions.length; r++) {
+      const p = (positions[r] as number) * half;
+      for (let i = 0; i < half; i++) {
+        const c = this.cosTable[p + i] as number;
+        const s = this.sinTable[p + i] as number;
+        outCos[r * dim + 2 * i] = c;
+        outCos[r * dim + 2 * i + 1] = c;
+        outSin[r * dim + 2 * i] = -s;
+        outSin[r * dim + 2 * i + 1] = s;
+      }
     }
   }
 }

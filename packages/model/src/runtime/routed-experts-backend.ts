@@ -65,19 +65,21 @@ export async function loadRoutedExperts(checkpoint: Checkpoint, selection: "all"
     if (!moe.includes(layer)) {
       throw new ExpertMeshError(Code.INVALID_ARGUMENT, `expert slice names layer ${layer}, which is not a MoE layer (MoE layers: ${moe[0]}..${moe[moe.length - 1]})`);
     }
-    const weights = new Map<number, ExpertWeights>();
     for (const e of experts) {
       if (!Number.isInteger(e) || e < 0 || e >= c.nRoutedExperts) {
         throw new ExpertMeshError(Code.INVALID_ARGUMENT, `expert slice names expert ${e} of layer ${layer}; the model has ${c.nRoutedExperts}`);
       }
+    }
+    if (experts.length === 0) continue;
+    const read = async (e: number): Promise<ExpertWeights> => {
       const p = `model.layers.${layer}.mlp.experts.${e}.`;
-      weights.set(e, {
+      return {
         gate: await checkpoint.readFloat32(`${p}gate_proj.weight`),
         up: await checkpoint.readFloat32(`${p}up_proj.weight`),
         down: await checkpoint.readFloat32(`${p}down_proj.weight`),
-      });
-    }
-    layers.set(layer, new GroupedExperts(sessions, weights));
+      };
+    };
+    layers.set(layer, await GroupedExperts.load(sessions, experts, read));
   }
   return new LocalRoutedExperts(layers, sessions);
 }

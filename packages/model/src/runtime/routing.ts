@@ -1,6 +1,6 @@
 /**
  * DeepSeek-V3 expert routing (noaux_tc), a pure function over typed arrays:
- * s = sigmoid(router logits); selection uses s + e_score_correction_bias; group score = sum of
+ * given s = sigmoid(router logits) (computed in the graph), selection uses s + e_score_correction_bias; group score = sum of
  * the two largest biased scores of the group (max when there is no bias, as the reference's V2
  * rule); keep the best `topkGroup` groups; the top-k biased scores inside them are the experts;
  * weights = their unbiased s normalised to sum 1, × routedScalingFactor.
@@ -33,10 +33,10 @@ export interface RoutingResult {
 const f32 = Math.fround;
 
 /**
- * Routes `rows` = logits.length / nExperts tokens. `logits` [rows, nExperts] are the router's
- * pre-sigmoid outputs (normed hidden · gate.weightᵀ); `bias` [nExperts] or null.
+ * Routes `rows` = scores.length / nExperts tokens. `scores` [rows, nExperts] are the router's
+ * sigmoid scores, sigmoid(normed hidden · gate.weightᵀ); `bias` [nExperts] or null.
  */
-export function routeTokens(logits: Float32Array, bias: Float32Array | null, p: RoutingParams): RoutingResult {
+export function routeTokens(scores: Float32Array, bias: Float32Array | null, p: RoutingParams): RoutingResult {
   const E = p.nExperts;
   const K = p.topK;
   const G = p.nGroup;
@@ -44,9 +44,9 @@ export function routeTokens(logits: Float32Array, bias: Float32Array | null, p: 
   if (E % G !== 0 || KG > G || K > (E / G) * KG) {
     throw new ExpertMeshError(Code.INVALID_ARGUMENT, `routing: inconsistent n_group ${G} / topk_group ${KG} / top-k ${K} for ${E} experts`);
   }
-  if (logits.length % E !== 0) throw new ExpertMeshError(Code.INTERNAL, `routing: logits length ${logits.length} is not a multiple of ${E}`);
+  if (scores.length % E !== 0) throw new ExpertMeshError(Code.INTERNAL, `routing: scores length ${scores.length} is not a multiple of ${E}`);
   if (bias !== null && bias.length !== E) throw new ExpertMeshError(Code.INTERNAL, `routing: bias has ${bias.length} values, expected ${E}`);
-  const rows = logits.length / E;
+  const rows = scores.length / E;
   const perGroup = E / G;
   const out: RoutingResult = {
     experts: new Int32Array(rows * K),
@@ -55,19 +55,15 @@ export function routeTokens(logits: Float32Array, bias: Float32Array | null, p: 
     expertMargin: new Float32Array(rows),
     groupMargin: new Float32Array(rows),
   };
-  const s = new Float32Array(E); // unbiased scores
   const sel = new Float32Array(E); // biased selection scores
   const groupScore = new Float32Array(G);
   const groupOrder = new Int32Array(G);
   const keptGroup = new Uint8Array(G);
   const chosen = new Int32Array(K + 1);
   for (let r = 0; r < rows; r++) {
-    const base = r * E;
-    for (let e = 0; e < E; e++) {
-      const v = f32(1 / (1 + Math.exp(-(logits[base + e] as number))));
-      s[e] = v;
-      sel[e] = bias === null ? v : f32(v + (bias[e] as number));
-    }
+    const s = scores.subarray(r * E, (r + 1) * E); // unbiased scores
+    if (bias === null) sel.set(s);
+    else for (let e = 0; e < E; e++) sel[e] = (s[e] as number) + (bias[e] as number);
     // group scores
     for (let g = 0; g < G; g++) {
       let a = -Infinity;
@@ -87,8 +83,9 @@ export function routeTokens(logits: Float32Array, bias: Float32Array | null, p: 
     keptGroup.fill(0);
     for (let j = 0; j < KG; j++) keptGroup[groupOrder[j] as number] = 1;
     out.groupMargin[r] = KG < G ? f32((groupScore[groupOrder[KG - 1] as number] as number) - (groupScore[groupOrder[KG] as number] as number)) : 0;
-    const gs = Array.from(groupOrder.subarray(0, KG)).sort((x, y) => x - y);
-    out.groups.set(gs, r * KG);
+    const gs = out.groups.subarray(r * KG, (r + 1) * KG);
+    gs.set(groupOrder.subarray(0, KG));
+    gs.sort();
     // top K+1 experts inside the kept groups (the (K+1)-th only for the margin)
     const nCand = Math.min(K + 1, KG * perGroup);
     let found = 0;
@@ -108,12 +105,13 @@ export function routeTokens(logits: Float32Array, bias: Float32Array | null, p: 
       }
     }
     out.expertMargin[r] = nCand > K ? f32((sel[chosen[K - 1] as number] as number) - (sel[chosen[K] as number] as number)) : 0;
-    const ids = Array.from(chosen.subarray(0, K)).sort((x, y) => x - y);
+    const ids = out.experts.subarray(r * K, (r + 1) * K);
+    ids.set(chosen.subarray(0, K));
+    ids.sort();
     let sum = 0;
     for (const e of ids) sum = f32(sum + (s[e] as number));
     for (let j = 0; j < K; j++) {
       const e = ids[j] as number;
-      out.experts[r * K + j] = e;
       out.weights[r * K + j] = f32(f32((s[e] as number) / sum) * p.routedScalingFactor);
     }
   }
