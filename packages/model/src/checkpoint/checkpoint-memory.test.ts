@@ -23,10 +23,10 @@ interface ChildReport {
   loadMs: number;
 }
 
-async function measure(dir: string, baseline: boolean): Promise<ChildReport> {
+async function measure(dir: string, mode: "--baseline" | "--tensors" | "--model"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    ["--import", "tsx", CHILD, dir, ...(baseline ? ["--baseline"] : [])],
+    ["--import", "tsx", CHILD, dir, mode],
     {
       maxBuffer: MB,
     },
@@ -46,8 +46,8 @@ after(async () => {
 });
 
 test("loading every bench tensor as float32 peaks below float32 size × 1.15 + 150 MB", async (t) => {
-  const base = await measure(dir, true);
-  const full = await measure(dir, false);
+  const base = await measure(dir, "--baseline");
+  const full = await measure(dir, "--tensors");
   t.diagnostic(
     `float32 weights ${(full.float32Bytes / MB).toFixed(0)} MiB, peak RSS ${(full.maxRssBytes / MB).toFixed(0)} MiB ` +
       `(baseline ${(base.maxRssBytes / MB).toFixed(0)} MiB), load ${full.loadMs} ms`,
@@ -56,4 +56,11 @@ test("loading every bench tensor as float32 peaks below float32 size × 1.15 + 1
   assert.ok(full.maxRssBytes < full.float32Bytes * 1.15 + 150 * MB, `peak RSS ${full.maxRssBytes} bytes`);
   // The overhead beyond the weights themselves is what a second copy would show up in.
   assert.ok(full.maxRssBytes - base.maxRssBytes < full.float32Bytes * 1.1, "no second copy of the weights");
+});
+
+test("loading the runnable bench model (loadModel) peaks below float32 size × 1.15 + 150 MB", async (t) => {
+  const full = await measure(dir, "--model");
+  t.diagnostic(`float32 weights ${(full.float32Bytes / MB).toFixed(0)} MiB, peak RSS ${(full.maxRssBytes / MB).toFixed(0)} MiB, load ${full.loadMs} ms`);
+  assert.equal(full.float32Bytes, 266_708_608 * 4);
+  assert.ok(full.maxRssBytes < full.float32Bytes * 1.15 + 150 * MB, `peak RSS ${full.maxRssBytes} bytes`);
 });
