@@ -40,4 +40,4 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   fi
 fi
 
-pnpm install --frozen-lockfile --reporter=silent >&2
+pnpm install --frozen-lockfile >&2

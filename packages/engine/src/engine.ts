@@ -20,9 +20,18 @@ class OutputStream implements AsyncIterableIterator<EngineCoreOutput> {
   private ended = false;
   private failure: Error | null = null;
   private readonly onReturn: () => void;
+  /** Runs once when the stream ends, however it ends (detaches the AbortSignal listener). */
+  onEnd: (() => void) | null = null;
 
   constructor(onReturn: () => void) {
     this.onReturn = onReturn;
+  }
+
+  private end(): void {
+    this.ended = true;
+    const onEnd = this.onEnd;
+    this.onEnd = null;
+    onEnd?.();
   }
 
   get isEnded(): boolean {
@@ -35,7 +44,7 @@ class OutputStream implements AsyncIterableIterator<EngineCoreOutput> {
       this.fail(output.error ?? new ExpertMeshError(Code.INTERNAL, "request failed"));
       return;
     }
-    if (output.finishReason !== null) this.ended = true;
+    if (output.finishReason !== null) this.end();
     const w = this.waiter;
     if (w !== null) {
       this.waiter = null;
@@ -48,7 +57,7 @@ class OutputStream implements AsyncIterableIterator<EngineCoreOutput> {
   /** Ends the stream with an error once the outputs already queued are read. */
   fail(err: Error): void {
     if (this.ended) return;
-    this.ended = true;
+    this.end();
     this.failure = err;
     const w = this.waiter;
     if (w !== null) {
@@ -74,7 +83,7 @@ class OutputStream implements AsyncIterableIterator<EngineCoreOutput> {
   /** The consumer stopped reading (`break` in for-await): the request is aborted. */
   return(): Promise<IteratorResult<EngineCoreOutput>> {
     if (!this.ended) this.onReturn();
-    this.ended = true;
+    this.end();
     this.queue.length = 0;
     this.failure = null;
     return Promise.resolve({ value: undefined, done: true });
@@ -134,6 +143,7 @@ export class Engine {
         this.release(requestId);
       };
       signal.addEventListener("abort", onAbort, { once: true });
+      stream.onEnd = () => signal.removeEventListener("abort", onAbort);
     }
     this.kick();
     return stream;

@@ -1,21 +1,12 @@
-import type { LatentKvStore, ModelConfig } from "@expertmesh/model";
+import type { ForwardBatch, ForwardResult, LatentKvStore, ModelConfig } from "@expertmesh/model";
 import { Code, ExpertMeshError } from "@expertmesh/shared";
 import { Sampler, type SamplerOutput } from "./sampler.ts";
 import type { ModelRunnerOutput, ScheduledSequence, SchedulerOutput } from "./scheduler-output.ts";
 
-/** One sequence of a forward batch (the model's ForwardBatch entry, as the engine fills it). */
-export interface ForwardSequence {
-  seq: number;
-  tokenIds: Int32Array;
-  start: number;
-  logits: "last" | "all";
-}
-
-/** The part of a loaded model the engine drives. */
+/** The part of a loaded model (DeepSeekModel) the engine drives. */
 export interface EngineModel {
   readonly config: ModelConfig;
-  /** Logits of every sequence's last position: [sequences, vocab], in batch order. */
-  forward(sequences: readonly ForwardSequence[], kv: LatentKvStore): Promise<Float32Array>;
+  forward(batch: ForwardBatch, kv: LatentKvStore): Promise<ForwardResult>;
 }
 
 /**
@@ -41,14 +32,14 @@ export class ModelRunner {
     const sampled = new Map<string, SamplerOutput>();
     const failed = new Map<string, ExpertMeshError>();
     const batch = output.scheduled;
-    let logits: Float32Array | null = null;
+    let result: ForwardResult | null = null;
     try {
-      logits = await this.forward(batch);
+      result = await this.forward(batch);
     } catch (err) {
       if (batch.length === 1) failed.set(batch[0]!.request.requestId, asRequestError(err));
     }
-    if (logits !== null) {
-      this.sampleBatch(batch, logits, sampled, failed);
+    if (result !== null) {
+      this.sampleBatch(batch, result, sampled, failed);
     } else if (batch.length > 1) {
       for (const s of batch) {
         try {
@@ -61,27 +52,30 @@ export class ModelRunner {
     return { sampled, failed };
   }
 
-  private async forward(batch: readonly ScheduledSequence[]): Promise<Float32Array> {
-    const sequences = batch.map((s) => ({ seq: s.request.seqId, tokenIds: s.tokenIds, start: s.start, logits: "last" as const }));
-    const logits = await this.model.forward(sequences, this.kv);
-    if (logits.length !== batch.length * this.vocabSize) {
-      throw new ExpertMeshError(Code.INTERNAL, `model returned ${logits.length} logits for ${batch.length} rows of vocab ${this.vocabSize}`);
+  /** Mid-prompt chunks want no logits; a chunk that reaches the newest token wants its last row. */
+  private async forward(batch: readonly ScheduledSequence[]): Promise<ForwardResult> {
+    const sequences = batch.map((s) => ({ seq: s.request.seqId, tokens: s.tokenIds, start: s.start, logits: s.needsLogits ? ("last" as const) : ("none" as const) }));
+    const result = await this.model.forward({ sequences }, this.kv);
+    const rows = batch.reduce((n, s) => n + (s.needsLogits ? 1 : 0), 0);
+    if (result.logits.length !== rows * this.vocabSize || result.logitOffsets.length !== batch.length + 1) {
+      throw new ExpertMeshError(Code.INTERNAL, `model returned ${result.logits.length} logits for ${rows} rows of vocab ${this.vocabSize}`);
     }
-    return logits;
+    return result;
   }
 
-  /** `logits`: [batch.length, vocab]. */
+  /** `result.logits`: [rows wanted, vocab]; sequence i's row is logitOffsets[i]. */
   private sampleBatch(
     batch: readonly ScheduledSequence[],
-    logits: Float32Array,
+    result: ForwardResult,
     sampled: Map<string, SamplerOutput>,
     failed: Map<string, ExpertMeshError>,
   ): void {
     const v = this.vocabSize;
-    batch.forEach((s, row) => {
+    batch.forEach((s, i) => {
       if (!s.needsLogits) return;
+      const row = result.logitOffsets[i]!;
       try {
-        sampled.set(s.request.requestId, this.sampler.sample(logits.subarray(row * v, (row + 1) * v), s.request.sampling, s.request.rng));
+        sampled.set(s.request.requestId, this.sampler.sample(result.logits.subarray(row * v, (row + 1) * v), s.request.sampling, s.request.rng));
       } catch (err) {
         failed.set(s.request.requestId, asRequestError(err));
       }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ExpertMeshError } from "@expertmesh/shared";
+import { Code, ExpertMeshError } from "@expertmesh/shared";
 import { argmax, logSumExp, Sampler } from "../src/sampler.ts";
 import { compileSamplingParams, type SamplingOptions } from "../src/sampling-params.ts";
 import { SeededRng } from "../src/seeded-rng.ts";
@@ -123,7 +123,7 @@ describe("Sampler", () => {
     for (const bad of [{ temperature: -1 }, { topP: 0 }, { topK: 1.5 }, { maxTokens: 0 }, { logprobs: 21 }, { stopTokenIds: [VOCAB] }, { seed: 0.5 }]) {
       assert.throws(
         () => compileSamplingParams(bad, { vocabSize: VOCAB }),
-        (e: unknown) => e instanceof ExpertMeshError && e.code === 3,
+        (e: unknown) => e instanceof ExpertMeshError && e.code === Code.INVALID_ARGUMENT,
         JSON.stringify(bad),
       );
     }
