@@ -27,6 +27,18 @@ const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<C
     summary: "run prompts.json through a checkpoint and write golden.json-schema results",
     load: () => import("./commands/inspect.ts"),
   },
+  "inspect-cluster": {
+    summary: "inspect with the routed experts on expert-worker processes (golden protocol over gRPC)",
+    load: () => import("./cluster/inspect-cluster.ts"),
+  },
+  up: {
+    summary: "start a local cluster: Redis, expert-workers and attention nodes as processes",
+    load: () => import("./commands/up.ts"),
+  },
+  down: {
+    summary: "stop the local cluster started by 'up' (its state file)",
+    load: () => import("./commands/down.ts"),
+  },
 };
 
 function usage(): string {

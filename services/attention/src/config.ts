@@ -1,0 +1,181 @@
+/**
+ * Every setting of the attention node, read from EXPERTMESH_* variables once at startup
+ * (`loadAttentionConfig`). Nothing else in the service reads the environment.
+ */
+import {
+  Code,
+  ExpertMeshError,
+  LOG_LEVELS,
+  defineConfig,
+  durationOption,
+  enumOption,
+  intOption,
+  listOption,
+  loadConfig,
+  stringOption,
+} from "@expertmesh/shared";
+import type { ConfigOverrides, ConfigValues, Env } from "@expertmesh/shared";
+
+export const attentionConfig = defineConfig({
+  modelDir: stringOption({
+    env: "EXPERTMESH_MODEL_DIR",
+    doc: "checkpoint directory (config.json + safetensors); routed experts are never read here",
+  }),
+  attentionId: stringOption({
+    env: "EXPERTMESH_ATTENTION_ID",
+    default: "a0",
+    doc: "this node's id (data-parallel rank name: StatefulSet pod name, or the launcher's a0, a1, …)",
+  }),
+  host: stringOption({ env: "EXPERTMESH_HOST", default: "0.0.0.0", doc: "address the gRPC server binds" }),
+  port: intOption({
+    env: "EXPERTMESH_PORT",
+    default: 50051,
+    min: 0,
+    max: 65535,
+    doc: "gRPC port (AttentionService, health, reflection); 0 picks a free one",
+  }),
+  metricsPort: intOption({
+    env: "EXPERTMESH_METRICS_PORT",
+    default: 9451,
+    min: 0,
+    max: 65535,
+    doc: "HTTP port of /metrics, /healthz, /readyz; 0 picks a free one",
+  }),
+  redisUrl: stringOption({
+    env: "EXPERTMESH_REDIS_URL",
+    optional: true,
+    secret: true,
+    doc: "Redis holding the current placement; without it the placement comes from EXPERTMESH_PLACEMENT_FILE",
+  }),
+  cluster: stringOption({
+    env: "EXPERTMESH_CLUSTER",
+    default: "default",
+    doc: "cluster name in Redis keys (one model deployment)",
+  }),
+  placementFile: stringOption({
+    env: "EXPERTMESH_PLACEMENT_FILE",
+    optional: true,
+    doc: "placement JSON (expertmesh.placement/v1); when unset, the current placement is read from Redis",
+  }),
+  workerAddresses: listOption({
+    env: "EXPERTMESH_WORKER_ADDRESSES",
+    doc: "static topology: every placement worker's gRPC address, e.g. w0=127.0.0.1:5001,w1=127.0.0.1:5002",
+  }),
+  wireDtype: enumOption({
+    env: "EXPERTMESH_WIRE_DTYPE",
+    values: ["bf16", "float32", "fp8"],
+    default: "bf16",
+    doc: "encoding of dispatched hidden rows (float32 is exact; fp8 = e4m3 with per-128 scales, needs hidden % 128 = 0)",
+  }),
+  combineDtype: enumOption({
+    env: "EXPERTMESH_COMBINE_DTYPE",
+    values: ["bf16", "float32"],
+    default: "bf16",
+    doc: "encoding of the weighted sums workers return",
+  }),
+  dispatchTimeout: durationOption({
+    env: "EXPERTMESH_DISPATCH_TIMEOUT",
+    default: "30s",
+    min: "1ms",
+    doc: "deadline of one layer's dispatch/combine; a step that misses it fails its requests with a retryable status",
+  }),
+  workerConnectTimeout: durationOption({
+    env: "EXPERTMESH_WORKER_CONNECT_TIMEOUT",
+    default: "60s",
+    doc: "how long startup waits for every worker's channel to connect before failing",
+  }),
+  kvCacheMb: intOption({
+    env: "EXPERTMESH_KV_CACHE_MB",
+    default: 256,
+    min: 1,
+    doc: "memory budget of the paged latent KV cache, in MiB",
+  }),
+  kvBlockSize: intOption({
+    env: "EXPERTMESH_KV_BLOCK_SIZE",
+    default: 16,
+    min: 1,
+    max: 4096,
+    doc: "tokens per KV cache block",
+  }),
+  maxBatchedTokens: intOption({
+    env: "EXPERTMESH_MAX_BATCHED_TOKENS",
+    default: 2048,
+    min: 1,
+    doc: "token budget of one engine step (prefill chunks + decodes)",
+  }),
+  maxRunning: intOption({
+    env: "EXPERTMESH_MAX_RUNNING",
+    default: 256,
+    min: 1,
+    doc: "most sequences the scheduler runs at once",
+  }),
+  defaultMaxTokens: intOption({
+    env: "EXPERTMESH_DEFAULT_MAX_TOKENS",
+    default: 256,
+    min: 1,
+    doc: "tokens generated when a sequence's max_tokens is 0 (the router normally resolves it)",
+  }),
+  threads: intOption({
+    env: "EXPERTMESH_THREADS",
+    default: 0,
+    min: 0,
+    max: 1024,
+    doc: "onnxruntime intra-op threads (0: onnxruntime's choice)",
+  }),
+  executionProvider: enumOption({
+    env: "EXPERTMESH_EXECUTION_PROVIDER",
+    values: ["cpu", "cuda"],
+    default: "cpu",
+    doc: "onnxruntime execution provider",
+  }),
+  drainTimeout: durationOption({
+    env: "EXPERTMESH_DRAIN_TIMEOUT",
+    default: "30s",
+    doc: "how long running sequences may take to finish on SIGTERM",
+  }),
+  logLevel: enumOption({
+    env: "EXPERTMESH_LOG_LEVEL",
+    values: LOG_LEVELS,
+    default: "info",
+    doc: "log level",
+  }),
+});
+
+export type AttentionConfig = ConfigValues<typeof attentionConfig>;
+
+/** The validated configuration; one INVALID_ARGUMENT error listing every problem otherwise. */
+export function loadAttentionConfig(
+  env?: Env,
+  overrides: ConfigOverrides<typeof attentionConfig> = {},
+): AttentionConfig {
+  const config = loadConfig(attentionConfig, env, overrides);
+  parseWorkerAddresses(config.workerAddresses);
+  return config;
+}
+
+const ADDRESS = /^[^=\s]+=[^=\s]+:\d{1,5}$/;
+
+/** `["w0=host:port", …]` → workerId → "host:port"; INVALID_ARGUMENT on a malformed or repeated entry. */
+export function parseWorkerAddresses(entries: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const entry of entries) {
+    if (!ADDRESS.test(entry)) {
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `EXPERTMESH_WORKER_ADDRESSES: entry '${entry}' is not workerId=host:port`,
+        { details: { EXPERTMESH_WORKER_ADDRESSES: entry } },
+      );
+    }
+    const at = entry.indexOf("=");
+    const workerId = entry.slice(0, at);
+    if (out.has(workerId)) {
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `EXPERTMESH_WORKER_ADDRESSES: worker '${workerId}' is listed twice`,
+        { details: { EXPERTMESH_WORKER_ADDRESSES: workerId } },
+      );
+    }
+    out.set(workerId, entry.slice(at + 1));
+  }
+  return out;
+}
