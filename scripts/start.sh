@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# The main job: bootstrap, make the default synthetic model once (under .expertmesh/models/),
-# then run it. Extra arguments go to `expertmesh generate`.
+# The main job: bootstrap, then start a local ExpertMesh cluster on the default synthetic model
+# (Redis, expert workers, attention nodes — and the router once it exists), print where
+# everything listens, stream logs; Ctrl-C stops it all. Extra arguments go to `expertmesh up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-model=.expertmesh/models/tiny
-if [ ! -f "$model/config.json" ]; then
-  pnpm --silent expertmesh make-model --preset tiny --seed 1 --out "$model"
-fi
-if [ $# -eq 0 ]; then set -- --prompt "ExpertMesh says hello" --max-tokens 24; fi
-exec pnpm --silent expertmesh generate --model "$model" "$@"
+if [ $# -eq 0 ]; then set -- --preset tiny; fi
+exec pnpm --silent expertmesh up "$@"
