@@ -9,3 +9,4 @@ export * from "./gen/expertmesh/v1/sampling_pb.ts";
 export * from "./gen/expertmesh/v1/inference_service_pb.ts";
 export * from "./gen/expertmesh/v1/attention_service_pb.ts";
 export * from "./gen/expertmesh/v1/expert_service_pb.ts";
+export * from "./gen/expertmesh/v1/batch_service_pb.ts";
