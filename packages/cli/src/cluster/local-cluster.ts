@@ -20,7 +20,7 @@ import { REPO_ROOT, serviceArgs } from "./repo-paths.ts";
 import { ServiceProcess } from "./service-process.ts";
 import type { ProcessExit, ProcessOutput } from "./service-process.ts";
 
-export type MemberRole = "redis" | "expert-worker" | "attention";
+export type MemberRole = "redis" | "expert-worker" | "attention" | "router";
 export type WireDtypeName = "bf16" | "float32" | "fp8";
 export type CombineDtypeName = "bf16" | "float32";
 
@@ -136,7 +136,7 @@ async function startAll(
     process: new ServiceProcess({
       name: s.name,
       command: process.execPath,
-      args: serviceArgs(s.role === "attention" ? "attention" : "expert-worker"),
+      args: serviceArgs(s.role === "attention" || s.role === "router" ? s.role : "expert-worker"),
       cwd: REPO_ROOT,
       env: s.env,
       output: settings.output(s.name),
@@ -241,6 +241,51 @@ export async function startAttentionNodes(launch: AttentionLaunch): Promise<Clus
   return startAll(specs, launch);
 }
 
+export interface RouterLaunch extends ServiceSettings {
+  readonly redisUrl: string;
+  /** The attention nodes it admits requests to. */
+  readonly attention: readonly ClusterMember[];
+}
+
+/**
+ * The router (gRPC InferenceService + OpenAI HTTP API), told every attention node's address;
+ * resolves once SERVING (its health turns SERVING when it has connected to the nodes). Its HTTP
+ * port also serves /metrics, so it is the member's metricsPort.
+ */
+export async function startRouter(launch: RouterLaunch): Promise<ClusterMember> {
+  const port = await freePort(launch.host);
+  const httpPort = await freePort(launch.host);
+  const [router] = await startAll(
+    [
+      {
+        name: "router",
+        role: "router",
+        port,
+        metricsPort: httpPort,
+        env: {
+          EXPERTMESH_MODEL_DIR: launch.modelDir,
+          EXPERTMESH_HOST: launch.host,
+          EXPERTMESH_PORT: String(port),
+          EXPERTMESH_HTTP_PORT: String(httpPort),
+          EXPERTMESH_LOG_LEVEL: launch.logLevel,
+          // No EXPERTMESH_THREADS: the router runs no model (services refuse unknown variables).
+          EXPERTMESH_DRAIN_TIMEOUT: commonEnv(launch, port, httpPort).EXPERTMESH_DRAIN_TIMEOUT!,
+          EXPERTMESH_ATTENTION_ADDRESSES: launch.attention.map((a) => `${a.name}=${a.address}`).join(","),
+          EXPERTMESH_REDIS_URL: launch.redisUrl,
+        },
+      },
+    ],
+    launch,
+  );
+  return router!;
+}
+
+/** Where the router listens, for `expertmesh up` to print. */
+export function routerEndpoints(router: ClusterMember): { grpc: string; http: string } {
+  const host = router.address.slice(0, router.address.lastIndexOf(":"));
+  return { grpc: router.address, http: `http://${host}:${router.metricsPort}` };
+}
+
 export interface ClusterLaunch extends ServiceSettings {
   readonly attention: number;
   readonly workers: number;
@@ -257,11 +302,12 @@ export interface ClusterLaunch extends ServiceSettings {
 export interface LocalCluster {
   readonly placement: Placement;
   readonly redisUrl: string;
-  /** Redis, then workers, then attention nodes. */
+  /** Redis, then workers, then attention nodes, then the router. */
   readonly members: readonly ClusterMember[];
+  readonly router: ClusterMember;
   /** Resolves with the first member that exits (on its own: a crash, or someone killed it). */
   readonly firstExit: Promise<ClusterMember>;
-  /** Attention nodes, then workers, then Redis; resolves once every process group is gone, with how each exited. */
+  /** The router, then attention nodes, then workers, then Redis; resolves once every process group is gone, with how each exited. */
   stop(): Promise<{ member: ClusterMember; exit: ProcessExit }[]>;
   /** SIGKILL to every member now. */
   kill(): void;
@@ -291,6 +337,7 @@ export async function launchCluster(launch: ClusterLaunch): Promise<LocalCluster
     process: redis.process,
   };
   let workers: ClusterMember[] = [];
+  let attention: ClusterMember[] = [];
   try {
     const client = new Redis(redis.url, { maxRetriesPerRequest: 3 });
     try {
@@ -303,25 +350,27 @@ export async function launchCluster(launch: ClusterLaunch): Promise<LocalCluster
       placement,
       source: { redisUrl: redis.url, loadWindow: launch.loadWindow },
     });
-    const attention = await startAttentionNodes({
+    attention = await startAttentionNodes({
       ...launch,
       count: launch.attention,
       redisUrl: redis.url,
       workers,
     });
-    const members = [redisMember, ...workers, ...attention];
+    const router = await startRouter({ ...launch, redisUrl: redis.url, attention });
+    const members = [redisMember, ...workers, ...attention, router];
     const stop = (): Promise<{ member: ClusterMember; exit: ProcessExit }[]> =>
-      stopMembers([attention, workers, [redisMember]], launch.stopTimeoutMs);
+      stopMembers([[router], attention, workers, [redisMember]], launch.stopTimeoutMs);
     return {
       placement,
       redisUrl: redis.url,
       members,
+      router,
       firstExit: Promise.race(members.map((m) => m.process.exited.then(() => m))),
       stop,
       kill: () => members.forEach((m) => m.process.kill()),
     };
   } catch (err) {
-    await stopMembers([workers, [redisMember]], launch.stopTimeoutMs);
+    await stopMembers([attention, workers, [redisMember]], launch.stopTimeoutMs);
     throw err;
   }
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 /** The repository root (packages/cli/src/cluster → ../../../..). */
 export const REPO_ROOT = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../../..");
 
-export type ServiceName = "attention" | "expert-worker";
+export type ServiceName = "attention" | "expert-worker" | "router";
 
 /** The node arguments that run a service's entry point (cwd: REPO_ROOT). */
 export function serviceArgs(service: ServiceName): string[] {

@@ -11,6 +11,8 @@ import { parseArgs } from "node:util";
 import { benchExpertCompute, benchThroughput, checkGoals, ensureBenchModel, PEER_RESULTS, type ThroughputResult } from "@expertmesh/engine";
 import { loadModel } from "@expertmesh/model";
 import { Code, ExpertMeshError } from "@expertmesh/shared";
+import { runClusterBench } from "./bench-cluster.ts";
+import type { ClusterBenchReport } from "./bench-cluster.ts";
 
 const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../../../.expertmesh/bench-model", import.meta.url));
 
@@ -30,6 +32,16 @@ options:
   --model DIR               checkpoint to use (default: make-model --preset bench, cached in
                             .expertmesh/bench-model)
   --no-experts              skip the grouped-experts vs dense MatMul measurement
+  --cluster                 also measure the cluster: N expert-worker processes + this process's
+                            engine with RemoteRoutedExperts, side by side with the single-process
+                            engine (ratios), ping-pong micro-batches, Dispatch vs raw TCP, one-token
+                            MoE round trip, FP8/BF16 wire deviation from the float32 wire
+  --workers N               expert-workers for --cluster (default 2)
+  --nodes N                 routing nodes the workers are spread over (default 2)
+  --wire bf16|float32       dispatch/combine dtype of the measured cluster (default bf16)
+  --worker-threads N        onnxruntime threads per worker (default 1)
+  --ping-pong-from N        measure two micro-batches at B ≥ N (default 8)
+  --deviation-prompts N     prompts of the wire-deviation check (default 8)
   --out FILE                also write the JSON to FILE
   -h, --help                show this help`;
 
@@ -62,6 +74,13 @@ export async function run(args: string[]): Promise<void> {
         model: { type: "string" },
         "no-experts": { type: "boolean" },
         out: { type: "string" },
+        cluster: { type: "boolean" },
+        workers: { type: "string" },
+        nodes: { type: "string" },
+        wire: { type: "string" },
+        "worker-threads": { type: "string" },
+        "ping-pong-from": { type: "string" },
+        "deviation-prompts": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -82,6 +101,13 @@ export async function run(args: string[]): Promise<void> {
   const decodeSteps = positiveInt("decode-steps", str("decode-steps"), 32);
   const threads = positiveInt("threads", str("threads"), 2);
   const maxNumBatchedTokens = positiveInt("max-batched-tokens", str("max-batched-tokens"), 2048);
+  const wire = str("wire") ?? "bf16";
+  if (wire !== "bf16" && wire !== "float32") throw usageError(`--wire must be bf16 or float32, got '${wire}'`);
+  const workers = positiveInt("workers", str("workers"), 2);
+  const nodes = positiveInt("nodes", str("nodes"), Math.min(2, workers));
+  const workerThreads = positiveInt("worker-threads", str("worker-threads"), 1);
+  const pingPongFrom = positiveInt("ping-pong-from", str("ping-pong-from"), 8);
+  const deviationPrompts = positiveInt("deviation-prompts", str("deviation-prompts"), 8);
 
   let modelDir = str("model");
   let cached = true;
@@ -105,11 +131,31 @@ export async function run(args: string[]): Promise<void> {
   const rssAfterLoad = process.memoryUsage().rss;
   log(`loaded ${modelDir} in ${loadS.toFixed(1)} s (rss ${(rssAfterLoad / 2 ** 20).toFixed(0)} MiB)`);
   const results: Array<ThroughputResult & { rssBytes: number }> = [];
+  let cluster: ClusterBenchReport | null = null;
   try {
     for (const batchSize of batchSizes) {
       const r = await benchThroughput(model, { batchSize, promptLength, decodeSteps, reps, maxNumBatchedTokens });
       results.push({ ...r, rssBytes: process.memoryUsage().rss });
       log(`B=${batchSize}: prefill ${r.prefillTokS.toFixed(0)} tok/s, decode ${r.decodeTokS.toFixed(0)} tok/s`);
+    }
+    if (values.cluster === true) {
+      cluster = await runClusterBench({
+        modelDir,
+        local: model,
+        workers,
+        nodes,
+        wire,
+        threads,
+        workerThreads,
+        batchSizes,
+        promptLength,
+        decodeSteps,
+        reps,
+        maxNumBatchedTokens,
+        microBatchesFrom: pingPongFrom,
+        deviationPrompts,
+        log,
+      });
     }
   } finally {
     await model.release();
@@ -157,12 +203,20 @@ export async function run(args: string[]): Promise<void> {
       ratio: round(e.ratio),
     })) ?? null,
     peers: PEER_RESULTS,
+    // --cluster: measured after the single-process figures above, with the single-process engine
+    // re-measured side by side (ratios are of figures taken together).
+    cluster: cluster === null ? null : roundDeep(cluster),
     goals: checkGoals(decode, prefill).map((g) => ({ ...g, measured: g.measured === null ? null : round(g.measured) })),
   };
   const json = JSON.stringify(report, null, 2);
   console.log(json);
   const out = str("out");
   if (out !== undefined) await writeFile(out, `${json}\n`);
+}
+
+/** Every non-integer number in a JSON-like value rounded to 2 decimals (4 significant digits below 0.01). */
+function roundDeep<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? (Math.abs(v) < 0.01 ? Number(v.toPrecision(4)) : round(v)) : v))) as T;
 }
 
 function round(x: number): number {

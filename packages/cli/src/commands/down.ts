@@ -29,9 +29,10 @@ const SIGNATURE: Readonly<Record<MemberRole, string>> = {
   redis: "redis-server",
   "expert-worker": "services/expert-worker/src/main.ts",
   attention: "services/attention/src/main.ts",
+  router: "services/router/src/main.ts",
 };
 
-const ORDER: readonly MemberRole[] = ["attention", "expert-worker", "redis"];
+const ORDER: readonly MemberRole[] = ["router", "attention", "expert-worker", "redis"];
 
 export async function run(args: string[]): Promise<void> {
   let values;

@@ -18,7 +18,7 @@ import {
   CLUSTER_STATE_FORMAT,
 } from "../cluster/cluster-state.ts";
 import type { ClusterState } from "../cluster/cluster-state.ts";
-import { launchCluster, logFileOutput } from "../cluster/local-cluster.ts";
+import { launchCluster, logFileOutput, routerEndpoints } from "../cluster/local-cluster.ts";
 import type {
   ClusterMember,
   CombineDtypeName,
@@ -34,9 +34,10 @@ import { ensureTinyModel } from "../cluster/tiny-model.ts";
 const HELP = `usage: expertmesh up [--model DIR | --preset tiny] [options]
 
 Starts Redis (redis-server from PATH), publishes the default placement (workers w0..wN-1 dealt
-round-robin over nodes n0..nM-1, every expert group on one node), starts N expert-workers and D
-attention nodes, waits for their gRPC health checks, and prints where each listens. Logs stream
-with a [name] prefix; Ctrl-C (SIGINT) or SIGTERM stops everything (attention nodes drain first).
+round-robin over nodes n0..nM-1, every expert group on one node), starts N expert-workers, D
+attention nodes and the router, waits for their gRPC health checks, and prints where each listens
+(the router's gRPC and OpenAI HTTP addresses last). Logs stream with a [name] prefix; Ctrl-C
+(SIGINT) or SIGTERM stops everything (the router and attention nodes drain first).
 
 options:
   --model DIR          checkpoint directory (config.json + safetensors)
@@ -214,6 +215,8 @@ export async function run(args: string[]): Promise<void> {
   };
   await writeClusterState(stateFile, state);
   console.log(formatClusterTable(cluster.members));
+  const router = routerEndpoints(cluster.router);
+  console.log(`router: grpc=${router.grpc} http=${router.http} (OpenAI API: ${router.http}/v1)`);
   const summary = `${attention} attention, ${workers} workers on ${nodes} nodes, placement v${cluster.placement.version}, wire ${wire}/${combine}`;
   if (detach) {
     for (const m of cluster.members) m.process.release();
@@ -246,7 +249,7 @@ async function runUntilStopped(cluster: LocalCluster, stateFile: string): Promis
     const first = await Promise.race([signalled, cluster.firstExit]);
     let died: ClusterMember | undefined;
     if (typeof first === "string") {
-      console.log(`${first}: stopping the cluster (attention nodes drain first)…`);
+      console.log(`${first}: stopping the cluster (the router and attention nodes drain first)…`);
     } else {
       died = first;
       console.error(`${died.name} ${died.process.exitText() ?? "exited"}: stopping the cluster…`);
