@@ -45,3 +45,6 @@ export { RemoteRoutedExperts } from "./client/remote-routed-experts.ts";
 export type { RemoteRoutedExpertsOptions, RemoteRoutedExpertsStats } from "./client/remote-routed-experts.ts";
 export { DEFAULT_CLOSE_GRACE_MS, WorkerStream } from "./client/worker-stream.ts";
 export type { WorkerStreamOptions } from "./client/worker-stream.ts";
+export { TcpEcho } from "./bench/tcp-echo.ts";
+export { benchDispatchWire } from "./bench/dispatch-wire-bench.ts";
+export type { WireBenchOptions, WireBenchResult, WireSizeResult } from "./bench/dispatch-wire-bench.ts";

@@ -21,6 +21,8 @@ export interface EngineCoreOptions {
   maxModelLen?: number;
   /** Most top logprobs a request may ask for (default 20). */
   maxLogprobs?: number;
+  /** 2: run steps with ≥ 2 sequences as two concurrent micro-batches (remote experts; see ModelRunnerOptions). */
+  microBatches?: 1 | 2;
 }
 
 export interface AddRequestParams {
@@ -109,7 +111,7 @@ export class EngineCore {
       maxModelLen,
       eosTokenId: config.eosTokenId,
     });
-    this.runner = new ModelRunner(model, this.pool);
+    this.runner = new ModelRunner(model, this.pool, options.microBatches === undefined ? {} : { microBatches: options.microBatches });
   }
 
   /** Queues a request; bad input throws INVALID_ARGUMENT, a request the cache could never hold RESOURCE_EXHAUSTED. */

@@ -26,3 +26,8 @@ export type { ExpertComputeBenchOptions, ExpertComputeResult } from "./bench/exp
 export { checkGoals, PEER_RESULTS } from "./bench/peer-results.ts";
 export type { GoalCheck, PeerResult } from "./bench/peer-results.ts";
 export { median } from "./bench/median.ts";
+export type { ModelRunnerOptions } from "./model-runner.ts";
+export { benchSystemsTogether } from "./bench/cluster-bench.ts";
+export type { BenchSystem, SystemFigures, SystemsBenchOptions, SystemsBenchRow } from "./bench/cluster-bench.ts";
+export { measureWireDeviation } from "./bench/cluster-wire-deviation.ts";
+export type { DeviationModel, DeviationVariant, WireDeviation } from "./bench/cluster-wire-deviation.ts";
