@@ -3,6 +3,7 @@
 # then ONE node --test run over every test file so the output ends with one summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 bash scripts/bootstrap.sh --tests
 pnpm run --silent proto:check
 pnpm exec turbo run typecheck lint --output-logs=errors-only

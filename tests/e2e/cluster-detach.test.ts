@@ -51,7 +51,7 @@ describe("expertmesh up --detach / expertmesh down", () => {
     assert.equal(state.modelDir, join(cwd, ".expertmesh", "models", "tiny"));
     assert.deepEqual(
       state.members.map((m) => m.name),
-      ["redis", "w0", "w1", "a0"],
+      ["redis", "w0", "w1", "a0", "router"],
     );
     for (const m of state.members) {
       assert.ok(liveGroupMembers(m.pid).length > 0, `${m.name} runs after the launcher returned`);

@@ -124,11 +124,16 @@ describe("expertmesh up: 2 attention nodes + 4 expert-workers on 2 nodes + Redis
         "w3:expert-worker",
         "a0:attention",
         "a1:attention",
+        "router:router",
       ],
     );
     const text = up.output();
+    assert.match(text, /router: grpc=\S+ http=http:\/\/\S+ \(OpenAI API: http:\/\/\S+\/v1\)/);
     for (const m of state.members.filter((x) => x.role !== "redis")) {
-      assert.match(text, new RegExp(`\\[${m.name}\\] (attention|expert-worker) ${m.name} listening on `));
+      assert.match(
+        text,
+        new RegExp(`\\[${m.name}\\] ((attention|expert-worker) ${m.name} listening on |router listening grpc=)`),
+      );
       assert.ok(text.includes(m.address), `table lists ${m.address}`);
     }
   });

@@ -156,7 +156,15 @@ export interface ConfigOptionScan {
  * `services/<service>/src/config.ts` (each `xxxOption({ env: "EXPERTMESH_…", … })` call).
  */
 export function scanServiceConfig(service: string): ConfigOptionScan[] {
-  const source = readText(join(REPO_ROOT, "services", service, "src/config.ts"));
+  let source = readText(join(REPO_ROOT, "services", service, "src/config.ts"));
+  // Option blocks the registry spreads in from packages/shared/src/config/service-options.ts.
+  const shared = readText(join(REPO_ROOT, "packages/shared/src/config/service-options.ts"));
+  for (const m of source.matchAll(/\.\.\.(service[A-Za-z]*Options)\(/g)) {
+    const start = shared.indexOf(`export function ${m[1] ?? ""}(`);
+    if (start < 0) throw new Error(`${m[1] ?? ""} not found in packages/shared/src/config/service-options.ts`);
+    const end = shared.indexOf("\nexport ", start + 1);
+    source += shared.slice(start, end < 0 ? undefined : end);
+  }
   const out: ConfigOptionScan[] = [];
   for (const m of source.matchAll(/\b[a-z]+Option\(\{([\s\S]*?)\}\)/g)) {
     const body = m[1] ?? "";

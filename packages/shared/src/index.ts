@@ -17,3 +17,4 @@ export type {
   ServiceState,
 } from "./lifecycle.ts";
 export * from "./grpc/index.ts";
+export * from "./process/index.ts";

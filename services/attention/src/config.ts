@@ -5,13 +5,14 @@
 import {
   Code,
   ExpertMeshError,
-  LOG_LEVELS,
   defineConfig,
   durationOption,
   enumOption,
   intOption,
   listOption,
   loadConfig,
+  serviceEndpointOptions,
+  serviceRuntimeOptions,
   stringOption,
 } from "@expertmesh/shared";
 import type { ConfigOverrides, ConfigValues, Env } from "@expertmesh/shared";
@@ -26,36 +27,11 @@ export const attentionConfig = defineConfig({
     default: "a0",
     doc: "this node's id (data-parallel rank name: StatefulSet pod name, or the launcher's a0, a1, …)",
   }),
-  host: stringOption({ env: "EXPERTMESH_HOST", default: "0.0.0.0", doc: "address the gRPC server binds" }),
-  port: intOption({
-    env: "EXPERTMESH_PORT",
-    default: 50051,
-    min: 0,
-    max: 65535,
-    doc: "gRPC port (AttentionService, health, reflection); 0 picks a free one",
-  }),
-  metricsPort: intOption({
-    env: "EXPERTMESH_METRICS_PORT",
-    default: 9451,
-    min: 0,
-    max: 65535,
-    doc: "HTTP port of /metrics, /healthz, /readyz; 0 picks a free one",
-  }),
-  redisUrl: stringOption({
-    env: "EXPERTMESH_REDIS_URL",
-    optional: true,
-    secret: true,
-    doc: "Redis holding the current placement; without it the placement comes from EXPERTMESH_PLACEMENT_FILE",
-  }),
-  cluster: stringOption({
-    env: "EXPERTMESH_CLUSTER",
-    default: "default",
-    doc: "cluster name in Redis keys (one model deployment)",
-  }),
-  placementFile: stringOption({
-    env: "EXPERTMESH_PLACEMENT_FILE",
-    optional: true,
-    doc: "placement JSON (expertmesh.placement/v1); when unset, the current placement is read from Redis",
+  ...serviceEndpointOptions({
+    port: 50051,
+    metricsPort: 9451,
+    grpcService: "AttentionService",
+    redisDoc: "Redis holding the current placement; without it the placement comes from EXPERTMESH_PLACEMENT_FILE",
   }),
   workerAddresses: listOption({
     env: "EXPERTMESH_WORKER_ADDRESSES",
@@ -115,30 +91,7 @@ export const attentionConfig = defineConfig({
     min: 1,
     doc: "tokens generated when a sequence's max_tokens is 0 (the router normally resolves it)",
   }),
-  threads: intOption({
-    env: "EXPERTMESH_THREADS",
-    default: 0,
-    min: 0,
-    max: 1024,
-    doc: "onnxruntime intra-op threads (0: onnxruntime's choice)",
-  }),
-  executionProvider: enumOption({
-    env: "EXPERTMESH_EXECUTION_PROVIDER",
-    values: ["cpu", "cuda"],
-    default: "cpu",
-    doc: "onnxruntime execution provider",
-  }),
-  drainTimeout: durationOption({
-    env: "EXPERTMESH_DRAIN_TIMEOUT",
-    default: "30s",
-    doc: "how long running sequences may take to finish on SIGTERM",
-  }),
-  logLevel: enumOption({
-    env: "EXPERTMESH_LOG_LEVEL",
-    values: LOG_LEVELS,
-    default: "info",
-    doc: "log level",
-  }),
+  ...serviceRuntimeOptions({ drains: "running sequences" }),
 });
 
 export type AttentionConfig = ConfigValues<typeof attentionConfig>;

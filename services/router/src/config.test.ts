@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Code, ExpertMeshError } from "@expertmesh/shared";
+import { batchOptionsFromConfig, compileBatchOptions } from "./batch/batch-options.ts";
 import { loadRouterConfig, parseAttentionAddresses } from "./config.ts";
 
 const ENV = {
@@ -41,6 +42,50 @@ describe("router config", () => {
     assert.throws(
       () => loadRouterConfig({ EXPERTMESH_MODEL_DIR: "/m" }),
       /EXPERTMESH_ATTENTION_ADDRESSES: required/,
+    );
+  });
+
+  it("reads the batch jobs' EXPERTMESH_BATCH_* settings into valid batch options", () => {
+    const defaults = compileBatchOptions(batchOptionsFromConfig(loadRouterConfig(ENV)));
+    assert.equal(defaults.maxInFlight, 4);
+    assert.equal(defaults.maxConcurrentJobs, 2);
+    assert.equal(defaults.retentionMs, 7 * 24 * 3_600_000);
+    const config = loadRouterConfig({
+      ...ENV,
+      EXPERTMESH_REDIS_URL: "redis://127.0.0.1:6379",
+      EXPERTMESH_BATCH_MAX_IN_FLIGHT: "2",
+      EXPERTMESH_BATCH_MAX_CONCURRENT_JOBS: "0",
+      EXPERTMESH_BATCH_MAX_ITEMS: "10",
+      EXPERTMESH_BATCH_MAX_ATTEMPTS: "5",
+      EXPERTMESH_BATCH_RETRY_BACKOFF: "250ms",
+      EXPERTMESH_BATCH_OVERLOAD_BACKOFF: "2s",
+      EXPERTMESH_BATCH_MAX_BACKOFF: "1m",
+      EXPERTMESH_BATCH_ITEM_TIMEOUT: "30s",
+      EXPERTMESH_BATCH_RETENTION: "1h",
+    });
+    assert.equal(config.redisUrl, "redis://127.0.0.1:6379");
+    const options = compileBatchOptions(batchOptionsFromConfig(config));
+    assert.deepEqual(
+      [
+        options.maxInFlight,
+        options.maxConcurrentJobs,
+        options.maxItems,
+        options.defaultMaxAttempts,
+        options.retryBackoffMs,
+        options.overloadBackoffMs,
+        options.maxBackoffMs,
+        options.itemTimeoutMs,
+        options.retentionMs,
+      ],
+      [2, 0, 10, 5, 250, 2_000, 60_000, 30_000, 3_600_000],
+    );
+    assert.throws(
+      () => loadRouterConfig({ ...ENV, EXPERTMESH_BATCH_MAX_IN_FLIGHT: "0" }),
+      /EXPERTMESH_BATCH_MAX_IN_FLIGHT/,
+    );
+    assert.throws(
+      () => loadRouterConfig({ ...ENV, EXPERTMESH_BATCH_MAX_ATTEMPTS: "11" }),
+      /EXPERTMESH_BATCH_MAX_ATTEMPTS/,
     );
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Every setting of the router, read from EXPERTMESH_* variables once at startup
- * (`loadRouterConfig`). Nothing else in the service reads the environment.
+ * (`loadRouterConfig`), the batch jobs' EXPERTMESH_BATCH_* ones (batch/batch-options.ts)
+ * included. Nothing else in the service reads the environment.
  */
 import {
   Code,
@@ -15,6 +16,7 @@ import {
   stringOption,
 } from "@expertmesh/shared";
 import type { ConfigOverrides, ConfigValues, Env } from "@expertmesh/shared";
+import { batchConfig } from "./batch/batch-options.ts";
 
 export const routerConfig = defineConfig({
   modelDir: stringOption({
@@ -84,7 +86,7 @@ export const routerConfig = defineConfig({
     env: "EXPERTMESH_REDIS_URL",
     optional: true,
     secret: true,
-    doc: "Redis holding the placement, for GetClusterState's workers and placement; without it only attention load is reported",
+    doc: "Redis holding the placement (GetClusterState's workers and placement) and the batch jobs (BatchService, /v1/batch_jobs); without it only attention load is reported and batch jobs are off",
   }),
   cluster: stringOption({
     env: "EXPERTMESH_CLUSTER",
@@ -113,6 +115,7 @@ export const routerConfig = defineConfig({
     default: "info",
     doc: "log level",
   }),
+  ...batchConfig,
 });
 
 export type RouterConfig = ConfigValues<typeof routerConfig>;

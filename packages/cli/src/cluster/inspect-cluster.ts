@@ -9,7 +9,6 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { RemoteRoutedExperts } from "@expertmesh/dispatch";
 import { forcedTokensFromResult, inspectPrompts, loadModel, parsePromptsFile } from "@expertmesh/model";
 import { PlacementStore, placementFromJSON, placementToJSON } from "@expertmesh/placement";
@@ -17,6 +16,7 @@ import type { Placement } from "@expertmesh/placement";
 import { WireDtype } from "@expertmesh/proto";
 import { Code, ExpertMeshError, parseDuration } from "@expertmesh/shared";
 import { Redis } from "ioredis";
+import { parseCommandArgs, readJsonFile, seeHelp } from "../command-args.ts";
 import { readClusterState } from "./cluster-state.ts";
 import {
   defaultClusterPlacement,
@@ -47,24 +47,6 @@ options:
   --ready-timeout DUR  how long started workers may take to become SERVING (default 120s)
   -h, --help           show this help`;
 
-function bad(message: string): ExpertMeshError {
-  return new ExpertMeshError(Code.INVALID_ARGUMENT, `${message} (see --help)`);
-}
-
-async function readJson(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `cannot read ${what} ${path}`, { cause: err });
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${what} ${path} is not valid JSON`, { cause: err });
-  }
-}
-
 /** Workers to dispatch to, and how to let go of them afterwards. */
 interface Workers {
   readonly placement: Placement;
@@ -79,7 +61,7 @@ function parseAddresses(list: string): Map<string, string> {
     .map((s) => s.trim())
     .filter((s) => s !== "")) {
     const m = /^([^=\s]+)=([^=\s]+:\d{1,5})$/.exec(entry);
-    if (m === null) throw bad(`--worker-addresses entry '${entry}' is not workerId=host:port`);
+    if (m === null) throw seeHelp(`--worker-addresses entry '${entry}' is not workerId=host:port`);
     out.set(m[1] as string, m[2] as string);
   }
   return out;
@@ -145,65 +127,54 @@ async function clusterWorkers(stateFile: string): Promise<Workers> {
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        prompts: { type: "string" },
-        out: { type: "string" },
-        workers: { type: "string" },
-        nodes: { type: "string" },
-        "state-file": { type: "string" },
-        "worker-addresses": { type: "string" },
-        placement: { type: "string" },
-        wire: { type: "string" },
-        "teacher-force": { type: "boolean" },
-        "forced-from": { type: "string" },
-        threads: { type: "string" },
-        "ready-timeout": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${(err as Error).message} (see --help)`, {
-      cause: err,
-    });
-  }
-  if (values.help === true) {
-    console.log(HELP);
-    return;
-  }
+  const values = parseCommandArgs(
+    args,
+    {
+      model: { type: "string" },
+      prompts: { type: "string" },
+      out: { type: "string" },
+      workers: { type: "string" },
+      nodes: { type: "string" },
+      "state-file": { type: "string" },
+      "worker-addresses": { type: "string" },
+      placement: { type: "string" },
+      wire: { type: "string" },
+      "teacher-force": { type: "boolean" },
+      "forced-from": { type: "string" },
+      threads: { type: "string" },
+      "ready-timeout": { type: "string" },
+    },
+    HELP,
+    seeHelp,
+  );
+  if (values === null) return;
   for (const required of ["model", "prompts", "out"] as const) {
-    if (values[required] === undefined) throw bad(`--${required} is required`);
+    if (values[required] === undefined) throw seeHelp(`--${required} is required`);
   }
   const wire = values.wire ?? "float32";
-  if (wire !== "float32" && wire !== "bf16") throw bad(`--wire must be float32 or bf16, got ${wire}`);
+  if (wire !== "float32" && wire !== "bf16") throw seeHelp(`--wire must be float32 or bf16, got ${wire}`);
   const dtype = wire === "float32" ? WireDtype.FLOAT32 : WireDtype.BF16;
   const threads = Number(values.threads ?? "1");
   if (!Number.isInteger(threads) || threads < 0)
-    throw bad(`--threads must be a non-negative integer, got ${values.threads}`);
+    throw seeHelp(`--threads must be a non-negative integer, got ${values.threads}`);
   const readyTimeoutMs = parseDuration(values["ready-timeout"] ?? "120s");
   if (readyTimeoutMs === undefined)
-    throw bad(`--ready-timeout must be a duration like 60s, got ${values["ready-timeout"]}`);
+    throw seeHelp(`--ready-timeout must be a duration like 60s, got ${values["ready-timeout"]}`);
   const sources = [
     values.workers !== undefined,
     values["state-file"] !== undefined,
     values["worker-addresses"] !== undefined,
   ].filter(Boolean).length;
   if (sources !== 1)
-    throw bad("give exactly one of --workers N, --state-file FILE and --worker-addresses LIST");
+    throw seeHelp("give exactly one of --workers N, --state-file FILE and --worker-addresses LIST");
 
   const modelDir = resolve(values.model as string);
   const promptsPath = values.prompts as string;
-  let prompts = parsePromptsFile(await readJson(promptsPath, "prompts file"), promptsPath);
+  let prompts = parsePromptsFile(await readJsonFile(promptsPath, "prompts file"), promptsPath);
   if (values["forced-from"] !== undefined) {
     prompts = forcedTokensFromResult(
       prompts,
-      await readJson(values["forced-from"], "result file"),
+      await readJsonFile(values["forced-from"], "result file"),
       values["forced-from"],
     );
   }
@@ -217,7 +188,7 @@ export async function run(args: string[]): Promise<void> {
   } else if (values["state-file"] !== undefined) {
     workers = await clusterWorkers(resolve(values["state-file"]));
   } else {
-    if (values.placement === undefined) throw bad("--worker-addresses needs --placement FILE");
+    if (values.placement === undefined) throw seeHelp("--worker-addresses needs --placement FILE");
     const text = await readFile(values.placement, "utf8").catch((err: unknown) => {
       throw new ExpertMeshError(Code.INVALID_ARGUMENT, `cannot read --placement ${values.placement}`, {
         cause: err,

@@ -7,10 +7,10 @@
 import { writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { benchExpertCompute, benchThroughput, checkGoals, ensureBenchModel, PEER_RESULTS, type ThroughputResult } from "@expertmesh/engine";
 import { loadModel } from "@expertmesh/model";
-import { Code, ExpertMeshError } from "@expertmesh/shared";
+import type { ModelConfig } from "@expertmesh/model";
+import { intFlag, parseCommandArgs, withUsage } from "../command-args.ts";
 import { runClusterBench } from "./bench-cluster.ts";
 import type { ClusterBenchReport } from "./bench-cluster.ts";
 
@@ -45,14 +45,10 @@ options:
   --out FILE                also write the JSON to FILE
   -h, --help                show this help`;
 
-function usageError(message: string): ExpertMeshError {
-  return new ExpertMeshError(Code.INVALID_ARGUMENT, `${message}\n\n${USAGE}`);
-}
+const usageError = withUsage(USAGE);
 
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw usageError(`--${flag} must be a positive integer, got '${text}'`);
-  return Number(text);
+  return intFlag(flag, text, fallback, 1, usageError);
 }
 
 function log(message: string): void {
@@ -60,56 +56,46 @@ function log(message: string): void {
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        batch: { type: "string" },
-        reps: { type: "string" },
-        "prompt-len": { type: "string" },
-        "decode-steps": { type: "string" },
-        threads: { type: "string" },
-        "max-batched-tokens": { type: "string" },
-        model: { type: "string" },
-        "no-experts": { type: "boolean" },
-        out: { type: "string" },
-        cluster: { type: "boolean" },
-        workers: { type: "string" },
-        nodes: { type: "string" },
-        wire: { type: "string" },
-        "worker-threads": { type: "string" },
-        "ping-pong-from": { type: "string" },
-        "deviation-prompts": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
-  if (values.help === true) {
-    console.log(USAGE);
-    return;
-  }
-  const str = (k: string): string | undefined => (typeof values[k] === "string" ? values[k] : undefined);
-  const batchText = str("batch") ?? "1,8,32,64";
+  const values = parseCommandArgs(
+    args,
+    {
+      batch: { type: "string" },
+      reps: { type: "string" },
+      "prompt-len": { type: "string" },
+      "decode-steps": { type: "string" },
+      threads: { type: "string" },
+      "max-batched-tokens": { type: "string" },
+      model: { type: "string" },
+      "no-experts": { type: "boolean" },
+      out: { type: "string" },
+      cluster: { type: "boolean" },
+      workers: { type: "string" },
+      nodes: { type: "string" },
+      wire: { type: "string" },
+      "worker-threads": { type: "string" },
+      "ping-pong-from": { type: "string" },
+      "deviation-prompts": { type: "string" },
+    },
+    USAGE,
+    usageError,
+  );
+  if (values === null) return;
+  const batchText = values.batch ?? "1,8,32,64";
   const batchSizes = batchText.split(",").map((b) => positiveInt("batch", b.trim(), 0));
-  const reps = positiveInt("reps", str("reps"), 3);
-  const promptLength = positiveInt("prompt-len", str("prompt-len"), 64);
-  const decodeSteps = positiveInt("decode-steps", str("decode-steps"), 32);
-  const threads = positiveInt("threads", str("threads"), 2);
-  const maxNumBatchedTokens = positiveInt("max-batched-tokens", str("max-batched-tokens"), 2048);
-  const wire = str("wire") ?? "bf16";
+  const reps = positiveInt("reps", values.reps, 3);
+  const promptLength = positiveInt("prompt-len", values["prompt-len"], 64);
+  const decodeSteps = positiveInt("decode-steps", values["decode-steps"], 32);
+  const threads = positiveInt("threads", values.threads, 2);
+  const maxNumBatchedTokens = positiveInt("max-batched-tokens", values["max-batched-tokens"], 2048);
+  const wire = values.wire ?? "bf16";
   if (wire !== "bf16" && wire !== "float32") throw usageError(`--wire must be bf16 or float32, got '${wire}'`);
-  const workers = positiveInt("workers", str("workers"), 2);
-  const nodes = positiveInt("nodes", str("nodes"), Math.min(2, workers));
-  const workerThreads = positiveInt("worker-threads", str("worker-threads"), 1);
-  const pingPongFrom = positiveInt("ping-pong-from", str("ping-pong-from"), 8);
-  const deviationPrompts = positiveInt("deviation-prompts", str("deviation-prompts"), 8);
+  const workers = positiveInt("workers", values.workers, 2);
+  const nodes = positiveInt("nodes", values.nodes, Math.min(2, workers));
+  const workerThreads = positiveInt("worker-threads", values["worker-threads"], 1);
+  const pingPongFrom = positiveInt("ping-pong-from", values["ping-pong-from"], 8);
+  const deviationPrompts = positiveInt("deviation-prompts", values["deviation-prompts"], 8);
 
-  let modelDir = str("model");
+  let modelDir = values.model;
   let cached = true;
   if (modelDir === undefined) {
     let lastTenth = -1;
@@ -210,7 +196,7 @@ export async function run(args: string[]): Promise<void> {
   };
   const json = JSON.stringify(report, null, 2);
   console.log(json);
-  const out = str("out");
+  const out = values.out;
   if (out !== undefined) await writeFile(out, `${json}\n`);
 }
 
@@ -224,22 +210,7 @@ function round(x: number): number {
 }
 
 /** Parameters of the main model (embeddings, attention, MLPs, experts, norms, lm_head). */
-function paramCount(c: {
-  vocabSize: number;
-  hiddenSize: number;
-  numLayers: number;
-  firstKDenseReplace: number;
-  intermediateSize: number;
-  moeIntermediateSize: number;
-  numHeads: number;
-  qLoraRank: number;
-  kvLoraRank: number;
-  qkNopeHeadDim: number;
-  qkRopeHeadDim: number;
-  vHeadDim: number;
-  nRoutedExperts: number;
-  nSharedExperts: number;
-}): number {
+function paramCount(c: ModelConfig): number {
   const H = c.hiddenSize;
   const qk = c.qkNopeHeadDim + c.qkRopeHeadDim;
   const attn =

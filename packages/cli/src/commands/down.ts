@@ -5,9 +5,9 @@
  * after the timeout. A pid that now runs something else is left alone.
  */
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ExpertMeshError, parseDuration } from "@expertmesh/shared";
+import { parseCommandArgs, seeHelp } from "../command-args.ts";
 import { readClusterState, removeClusterState } from "../cluster/cluster-state.ts";
 import type { ClusterStateMember } from "../cluster/cluster-state.ts";
 import type { MemberRole } from "../cluster/local-cluster.ts";
@@ -35,27 +35,16 @@ const SIGNATURE: Readonly<Record<MemberRole, string>> = {
 const ORDER: readonly MemberRole[] = ["router", "attention", "expert-worker", "redis"];
 
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        "state-file": { type: "string" },
-        timeout: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${(err as Error).message} (see --help)`, {
-      cause: err,
-    });
-  }
-  if (values.help === true) {
-    console.log(HELP);
-    return;
-  }
+  const values = parseCommandArgs(
+    args,
+    {
+      "state-file": { type: "string" },
+      timeout: { type: "string" },
+    },
+    HELP,
+    seeHelp,
+  );
+  if (values === null) return;
   const timeoutMs = parseDuration(values.timeout ?? "20s");
   if (timeoutMs === undefined)
     throw new ExpertMeshError(

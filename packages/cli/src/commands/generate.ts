@@ -2,11 +2,11 @@
  * `expertmesh generate`: one prompt through the single-process engine, tokens streamed to
  * stdout as they are sampled (text when the checkpoint has a tokenizer, else token ids).
  */
-import { parseArgs } from "node:util";
 import { Engine, EngineCore, type EngineCoreOutput, type SamplingOptions } from "@expertmesh/engine";
 import { loadModel } from "@expertmesh/model";
 import { Code, ExpertMeshError } from "@expertmesh/shared";
 import { loadTokenizer, type TextTokenizer } from "@expertmesh/tokenizer";
+import { parseCommandArgs, withUsage } from "../command-args.ts";
 
 const USAGE = `usage: expertmesh generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [options]
 
@@ -27,9 +27,7 @@ options:
   --threads N          onnxruntime intra-op threads (default 2; 0 = onnxruntime's choice)
   -h, --help           show this help`;
 
-function usageError(message: string): ExpertMeshError {
-  return new ExpertMeshError(Code.INVALID_ARGUMENT, `${message}\n\n${USAGE}`);
-}
+const usageError = withUsage(USAGE);
 
 function parseNumber(flag: string, text: string | undefined, integer: boolean): number | undefined {
   if (text === undefined) return undefined;
@@ -47,52 +45,42 @@ function parsePromptIds(text: string): number[] {
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        prompt: { type: "string" },
-        "prompt-ids": { type: "string" },
-        "max-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        "min-p": { type: "string" },
-        seed: { type: "string" },
-        "ignore-eos": { type: "boolean" },
-        logprobs: { type: "string" },
-        threads: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
-  if (values.help === true) {
-    console.log(USAGE);
-    return;
-  }
-  const str = (k: string): string | undefined => (typeof values[k] === "string" ? values[k] : undefined);
-  const modelDir = str("model");
+  const values = parseCommandArgs(
+    args,
+    {
+      model: { type: "string" },
+      prompt: { type: "string" },
+      "prompt-ids": { type: "string" },
+      "max-tokens": { type: "string" },
+      temperature: { type: "string" },
+      "top-k": { type: "string" },
+      "top-p": { type: "string" },
+      "min-p": { type: "string" },
+      seed: { type: "string" },
+      "ignore-eos": { type: "boolean" },
+      logprobs: { type: "string" },
+      threads: { type: "string" },
+    },
+    USAGE,
+    usageError,
+  );
+  if (values === null) return;
+  const modelDir = values.model;
   if (modelDir === undefined || modelDir === "") throw usageError("--model is required");
-  const promptText = str("prompt");
-  const promptIdsText = str("prompt-ids");
+  const promptText = values.prompt;
+  const promptIdsText = values["prompt-ids"];
   if ((promptText === undefined) === (promptIdsText === undefined)) throw usageError("give exactly one of --prompt and --prompt-ids");
-  const threads = parseNumber("threads", str("threads"), true) ?? 2;
-  const logprobs = parseNumber("logprobs", str("logprobs"), true);
+  const threads = parseNumber("threads", values.threads, true) ?? 2;
+  const logprobs = parseNumber("logprobs", values.logprobs, true);
   const sampling: SamplingOptions = {
-    maxTokens: parseNumber("max-tokens", str("max-tokens"), true) ?? 16,
-    temperature: parseNumber("temperature", str("temperature"), false) ?? 1,
+    maxTokens: parseNumber("max-tokens", values["max-tokens"], true) ?? 16,
+    temperature: parseNumber("temperature", values.temperature, false) ?? 1,
     ignoreEos: values["ignore-eos"] === true,
   };
-  const topK = parseNumber("top-k", str("top-k"), true);
-  const topP = parseNumber("top-p", str("top-p"), false);
-  const minP = parseNumber("min-p", str("min-p"), false);
-  const seed = parseNumber("seed", str("seed"), true);
+  const topK = parseNumber("top-k", values["top-k"], true);
+  const topP = parseNumber("top-p", values["top-p"], false);
+  const minP = parseNumber("min-p", values["min-p"], false);
+  const seed = parseNumber("seed", values.seed, true);
   if (topK !== undefined) sampling.topK = topK;
   if (topP !== undefined) sampling.topP = topP;
   if (minP !== undefined) sampling.minP = minP;

@@ -3,10 +3,10 @@
  * pass and write the results (logits, greedy steps, routing, hidden states) in the golden.json
  * schema of the test fixtures, for shared/tools/compare_golden.py.
  */
-import { readFile, writeFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { writeFile } from "node:fs/promises";
 import { ExpertMeshError, Code } from "@expertmesh/shared";
 import { forcedTokensFromResult, inspectPrompts, loadModel, parsePromptsFile } from "@expertmesh/model";
+import { parseCommandArgs, readJsonFile, seeHelp } from "../command-args.ts";
 
 const HELP = `usage: expertmesh inspect --model DIR --prompts FILE --out FILE [options]
 
@@ -31,45 +31,22 @@ options:
   --ep NAME            onnxruntime execution provider (default: cpu)
   -h, --help           show this help`;
 
-async function readJson(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `cannot read ${what} ${path}`, { cause: err });
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${what} ${path} is not valid JSON`, { cause: err });
-  }
-}
-
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        prompts: { type: "string" },
-        out: { type: "string" },
-        "teacher-force": { type: "boolean" },
-        "forced-from": { type: "string" },
-        threads: { type: "string" },
-        ep: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${(err as Error).message} (see --help)`, { cause: err });
-  }
-  if (values.help === true) {
-    console.log(HELP);
-    return;
-  }
+  const values = parseCommandArgs(
+    args,
+    {
+      model: { type: "string" },
+      prompts: { type: "string" },
+      out: { type: "string" },
+      "teacher-force": { type: "boolean" },
+      "forced-from": { type: "string" },
+      threads: { type: "string" },
+      ep: { type: "string" },
+    },
+    HELP,
+    seeHelp,
+  );
+  if (values === null) return;
   for (const required of ["model", "prompts", "out"] as const) {
     if (values[required] === undefined) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `--${required} is required (see --help)`);
   }
@@ -77,10 +54,10 @@ export async function run(args: string[]): Promise<void> {
   if (!Number.isInteger(threads) || threads < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `--threads must be a non-negative integer, got ${values.threads}`);
 
   const promptsPath = values.prompts as string;
-  let prompts = parsePromptsFile(await readJson(promptsPath, "prompts file"), promptsPath);
+  let prompts = parsePromptsFile(await readJsonFile(promptsPath, "prompts file"), promptsPath);
   if (values["forced-from"] !== undefined) {
     const from = values["forced-from"];
-    prompts = forcedTokensFromResult(prompts, await readJson(from, "result file"), from);
+    prompts = forcedTokensFromResult(prompts, await readJsonFile(from, "result file"), from);
   }
   const teacherForce = values["teacher-force"] === true || values["forced-from"] !== undefined;
 

@@ -2,10 +2,9 @@
  * `expertmesh make-model`: writes a synthetic DeepSeek-V3-architecture checkpoint
  * (Hugging Face layout, BF16 or FP8 block-scaled, optionally sharded, with a tokenizer).
  */
-import { parseArgs } from "node:util";
 import { PRESET_NAMES, writeSyntheticCheckpoint } from "@expertmesh/model";
 import type { PresetName } from "@expertmesh/model";
-import { Code, ExpertMeshError } from "@expertmesh/shared";
+import { intFlag, parseCommandArgs, withUsage } from "../command-args.ts";
 
 const USAGE = `usage: expertmesh make-model --preset <${PRESET_NAMES.join("|")}> --out DIR [--seed N] [--fp8] [--shards N]
 
@@ -20,47 +19,26 @@ options:
   --shards N      number of safetensors files; N > 1 adds model.safetensors.index.json (default 1)
   -h, --help      show this help`;
 
-function usageError(message: string): ExpertMeshError {
-  return new ExpertMeshError(Code.INVALID_ARGUMENT, `${message}\n\n${USAGE}`);
-}
+const usageError = withUsage(USAGE);
 
 function parseNonNegativeInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
-    throw usageError(`--${flag} must be a non-negative integer, got '${text}'`);
-  return Number(text);
+  return intFlag(flag, text, fallback, 0, usageError);
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values: {
-    preset?: string;
-    out?: string;
-    seed?: string;
-    fp8?: boolean;
-    shards?: string;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        preset: { type: "string" },
-        out: { type: "string" },
-        seed: { type: "string" },
-        fp8: { type: "boolean" },
-        shards: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
-  if (values.help === true) {
-    console.log(USAGE);
-    return;
-  }
+  const values = parseCommandArgs(
+    args,
+    {
+      preset: { type: "string" },
+      out: { type: "string" },
+      seed: { type: "string" },
+      fp8: { type: "boolean" },
+      shards: { type: "string" },
+    },
+    USAGE,
+    usageError,
+  );
+  if (values === null) return;
   if (values.preset === undefined) throw usageError("--preset is required");
   if (!(PRESET_NAMES as readonly string[]).includes(values.preset)) {
     throw usageError(`unknown --preset '${values.preset}' (expected ${PRESET_NAMES.join(", ")})`);

@@ -6,10 +6,11 @@
  * state file) for `expertmesh down`.
  */
 import { mkdir, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import { Code, ExpertMeshError, parseDuration } from "@expertmesh/shared";
 import { formatClusterTable } from "../cluster/cluster-table.ts";
+import { parseCommandArgs, seeHelp } from "../command-args.ts";
 import {
   readClusterState,
   removeClusterState,
@@ -59,20 +60,16 @@ options:
 const WIRES: readonly WireDtypeName[] = ["bf16", "float32", "fp8"];
 const COMBINES: readonly CombineDtypeName[] = ["bf16", "float32"];
 
-function bad(message: string): ExpertMeshError {
-  return new ExpertMeshError(Code.INVALID_ARGUMENT, `${message} (see --help)`);
-}
-
 function positiveInt(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw bad(`${flag} must be a positive integer, got ${value}`);
+  if (!Number.isInteger(n) || n < 1) throw seeHelp(`${flag} must be a positive integer, got ${value}`);
   return n;
 }
 
 function duration(value: string | undefined, flag: string, fallback: string): number {
   const ms = parseDuration(value ?? fallback);
-  if (ms === undefined) throw bad(`${flag} must be a duration like 500ms, 10s, 2m; got ${value}`);
+  if (ms === undefined) throw seeHelp(`${flag} must be a duration like 500ms, 10s, 2m; got ${value}`);
   return ms;
 }
 
@@ -94,48 +91,37 @@ async function checkNoLiveCluster(stateFile: string): Promise<void> {
 }
 
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        preset: { type: "string" },
-        attention: { type: "string" },
-        workers: { type: "string" },
-        nodes: { type: "string" },
-        wire: { type: "string" },
-        combine: { type: "string" },
-        threads: { type: "string" },
-        "load-window": { type: "string" },
-        "kv-cache-mb": { type: "string" },
-        "log-level": { type: "string" },
-        "ready-timeout": { type: "string" },
-        "state-file": { type: "string" },
-        detach: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `${(err as Error).message} (see --help)`, {
-      cause: err,
-    });
-  }
-  if (values.help === true) {
-    console.log(HELP);
-    return;
-  }
+  const values = parseCommandArgs(
+    args,
+    {
+      model: { type: "string" },
+      preset: { type: "string" },
+      attention: { type: "string" },
+      workers: { type: "string" },
+      nodes: { type: "string" },
+      wire: { type: "string" },
+      combine: { type: "string" },
+      threads: { type: "string" },
+      "load-window": { type: "string" },
+      "kv-cache-mb": { type: "string" },
+      "log-level": { type: "string" },
+      "ready-timeout": { type: "string" },
+      "state-file": { type: "string" },
+      detach: { type: "boolean" },
+    },
+    HELP,
+    seeHelp,
+  );
+  if (values === null) return;
   if ((values.model === undefined) === (values.preset === undefined))
-    throw bad("give exactly one of --model DIR and --preset tiny");
+    throw seeHelp("give exactly one of --model DIR and --preset tiny");
   if (values.preset !== undefined && values.preset !== "tiny")
-    throw bad(`unknown preset '${values.preset}' (only tiny)`);
+    throw seeHelp(`unknown preset '${values.preset}' (only tiny)`);
   const wire = (values.wire ?? "bf16") as WireDtypeName;
-  if (!WIRES.includes(wire)) throw bad(`--wire must be one of ${WIRES.join(", ")}, got ${values.wire}`);
+  if (!WIRES.includes(wire)) throw seeHelp(`--wire must be one of ${WIRES.join(", ")}, got ${values.wire}`);
   const combine = (values.combine ?? (wire === "float32" ? "float32" : "bf16")) as CombineDtypeName;
   if (!COMBINES.includes(combine))
-    throw bad(`--combine must be one of ${COMBINES.join(", ")}, got ${values.combine}`);
+    throw seeHelp(`--combine must be one of ${COMBINES.join(", ")}, got ${values.combine}`);
   const workers = positiveInt(values.workers, "--workers", 4);
   const nodes = positiveInt(values.nodes, "--nodes", Math.min(2, workers));
   const attention = positiveInt(values.attention, "--attention", 1);
@@ -176,8 +162,7 @@ export async function run(args: string[]): Promise<void> {
     killOwnedProcesses();
     process.exit(130);
   };
-  process.once("SIGINT", onEarlySignal);
-  process.once("SIGTERM", onEarlySignal);
+  const removeEarly = onStopSignals(onEarlySignal);
   let cluster: LocalCluster;
   try {
     cluster = await launchCluster({
@@ -198,8 +183,7 @@ export async function run(args: string[]): Promise<void> {
       ...(kvCacheMb === undefined ? {} : { kvCacheMb }),
     });
   } finally {
-    process.removeListener("SIGINT", onEarlySignal);
-    process.removeListener("SIGTERM", onEarlySignal);
+    removeEarly();
   }
 
   const state: ClusterState = {
@@ -217,6 +201,7 @@ export async function run(args: string[]): Promise<void> {
   console.log(formatClusterTable(cluster.members));
   const router = routerEndpoints(cluster.router);
   console.log(`router: grpc=${router.grpc} http=${router.http} (OpenAI API: ${router.http}/v1)`);
+  console.log(firstRequest(router.http, basename(modelDir), existsSync(join(modelDir, "tokenizer.json"))));
   const summary = `${attention} attention, ${workers} workers on ${nodes} nodes, placement v${cluster.placement.version}, wire ${wire}/${combine}`;
   if (detach) {
     for (const m of cluster.members) m.process.release();
@@ -227,6 +212,23 @@ export async function run(args: string[]): Promise<void> {
   }
   console.log(`cluster ready: ${summary} (Ctrl-C stops everything)`);
   await runUntilStopped(cluster, stateFile);
+}
+
+/** A first request to copy: text when the model has a tokenizer, token ids otherwise. */
+function firstRequest(http: string, model: string, text: boolean): string {
+  const prompt = text ? JSON.stringify("The capital of France is") : "[1, 2, 3, 4]";
+  const body = `{"model": ${JSON.stringify(model)}, "prompt": ${prompt}, "max_tokens": 16, "temperature": 0}`;
+  return `first request:\n  curl -s ${http}/v1/completions -H 'content-type: application/json' -d '${body}'`;
+}
+
+/** Calls `handler` on every SIGINT and SIGTERM until the returned function is called. */
+function onStopSignals(handler: (signal: NodeJS.Signals) => void): () => void {
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.removeListener("SIGINT", handler);
+    process.removeListener("SIGTERM", handler);
+  };
 }
 
 /** Streams logs until a signal (clean stop) or a member's death (stop the rest, fail). */
@@ -243,8 +245,7 @@ async function runUntilStopped(cluster: LocalCluster, stateFile: string): Promis
     }
     wake(signal);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const removeOnSignal = onStopSignals(onSignal);
   try {
     const first = await Promise.race([signalled, cluster.firstExit]);
     let died: ClusterMember | undefined;
@@ -264,7 +265,6 @@ async function runUntilStopped(cluster: LocalCluster, stateFile: string): Promis
         `cluster stopped; not cleanly: ${unclean.map(({ member, exit }) => `${member.name} (${exit.signal ?? `code ${String(exit.code)}`})`).join(", ")}`,
       );
   } finally {
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
+    removeOnSignal();
   }
 }

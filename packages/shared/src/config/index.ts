@@ -24,3 +24,4 @@ export { ENV_PREFIX, defineConfig, loadConfig } from "./load-config.ts";
 export type { ConfigOverrides, ConfigRegistry, ConfigValues, Env } from "./load-config.ts";
 export { describeConfig } from "./describe-config.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
+export { serviceEndpointOptions, serviceRuntimeOptions } from "./service-options.ts";

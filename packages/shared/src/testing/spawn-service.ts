@@ -4,13 +4,14 @@
  * its own process group (`detached`), so `stop()` signals the group and nothing is orphaned —
  * not even when the test process itself dies (an exit hook SIGKILLs every group still running).
  */
-import { spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
 import { basename } from "node:path";
 import { createInterface } from "node:readline";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ExpertMeshError } from "../errors.ts";
-import { ENV_PREFIX } from "../config/load-config.ts";
+import { OwnedGroups, groupMembers, stopGroupLeader } from "../process/process-group.ts";
+import type { ProcessExit } from "../process/process-group.ts";
+import { spawnGroupLeader } from "../process/spawn-group-leader.ts";
+
+export type { ProcessExit };
 
 export interface SpawnServiceOptions {
   /** Added to the environment (undefined removes a variable). */
@@ -28,11 +29,6 @@ export interface SpawnServiceOptions {
 export interface OutputLine {
   stream: "stdout" | "stderr";
   text: string;
-}
-
-export interface ProcessExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
 }
 
 export interface ServiceProcess {
@@ -53,37 +49,14 @@ export interface ServiceProcess {
   output(): string;
 }
 
-const running = new Set<number>();
-let exitHookInstalled = false;
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-  }
-}
+/** Every service a test started and has not seen exit: SIGKILLed if the test process dies. */
+const running = new OwnedGroups();
 
 /**
  * Pids of the living (not zombie) processes in process group `pgid`, read from /proc (Linux).
  * A spawned service's pid is its group id, so `[]` after `stop()` means nothing was orphaned.
  */
-export function liveGroupMembers(pgid: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
-    } catch {
-      continue; // exited while we looked
-    }
-    // "pid (comm) state ppid pgrp …" — comm may hold spaces and parentheses, so split after the last ")".
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(pgrp) === pgid && state !== "Z" && state !== "X") pids.push(Number(entry));
-  }
-  return pids;
-}
+export const liveGroupMembers: (pgid: number) => number[] = groupMembers;
 
 export function spawnService(
   cmd: string,
@@ -91,21 +64,10 @@ export function spawnService(
   options: SpawnServiceOptions = {},
 ): ServiceProcess {
   const name = options.name ?? basename(cmd);
-  const env: Record<string, string> = {};
-  if (options.inheritEnv ?? true) {
-    for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith(ENV_PREFIX)) env[k] = v;
-  }
-  for (const [k, v] of Object.entries(options.env ?? {})) {
-    if (v === undefined) delete env[k];
-    else env[k] = v;
-  }
-
-  const child = spawn(cmd, args, {
+  const child = spawnGroupLeader(cmd, args, {
     cwd: options.cwd,
-    env,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
+    env: options.env,
+    inheritEnv: options.inheritEnv,
   });
   const lines: OutputLine[] = [];
   const watchers = new Set<() => void>();
@@ -130,7 +92,7 @@ export function spawnService(
       resolve(exit);
     });
   }).finally(() => {
-    if (child.pid !== undefined) running.delete(child.pid);
+    if (child.pid !== undefined) running.release(child.pid);
   });
   child.once("close", () => {
     ended = true;
@@ -138,20 +100,14 @@ export function spawnService(
   });
 
   for (const stream of ["stdout", "stderr"] as const) {
-    createInterface({ input: child[stream], crlfDelay: Infinity }).on("line", (text) => {
+    const input = child[stream];
+    if (input === null) continue; // never: both are pipes
+    createInterface({ input, crlfDelay: Infinity }).on("line", (text) => {
       lines.push({ stream, text });
       notify();
     });
   }
-  if (child.pid !== undefined) {
-    running.add(child.pid);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once("exit", () => {
-        for (const pid of running) signalGroup(pid, "SIGKILL");
-      });
-    }
-  }
+  if (child.pid !== undefined) running.own(child.pid);
 
   const output = (): string => lines.map((l) => `[${name} ${l.stream}] ${l.text}`).join("\n");
   const tail = (): string =>
@@ -216,22 +172,9 @@ export function spawnService(
         check();
       });
     },
-    async stop({ timeoutMs = 5_000 } = {}) {
+    stop({ timeoutMs = 5_000 } = {}) {
       if (child.pid === undefined) return exited;
-      if (exit === undefined) {
-        signalGroup(child.pid, "SIGTERM");
-        const giveUp = new AbortController();
-        const result = await Promise.race([
-          exited,
-          sleep(timeoutMs, undefined, { signal: giveUp.signal }).catch(() => undefined),
-        ]);
-        giveUp.abort();
-        if (result === undefined) signalGroup(child.pid, "SIGKILL");
-      }
-      const result = await exited;
-      // The leader is gone; anything it left behind in its group goes too.
-      signalGroup(child.pid, "SIGKILL");
-      return result;
+      return stopGroupLeader(child.pid, exited, { running: exit === undefined, timeoutMs });
     },
   };
 }

@@ -1,15 +1,16 @@
 /**
  * Wires one router process: the model's config.json (vocabulary, context, EOS; no weights are
  * read) and tokenizer → one Serve stream per attention node → GenerationEngine → gRPC server
- * (InferenceService, health, reflection) + HTTP server (OpenAI API, /metrics, health), Redis for
- * GetClusterState's placement when configured. Returns the lifecycle handle runService drives.
+ * (InferenceService, health, reflection) + HTTP server (OpenAI API, /metrics, health). With Redis
+ * configured: GetClusterState's placement, and the batch jobs (BatchService, /v1/batch_jobs,
+ * and this router's batch worker). Returns the lifecycle handle runService drives.
  */
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseModelConfig } from "@expertmesh/model";
 import type { ModelConfig } from "@expertmesh/model";
 import { PlacementKeys, PlacementStore } from "@expertmesh/placement";
-import { InferenceService, WireDtype } from "@expertmesh/proto";
+import { BatchService, InferenceService, WireDtype } from "@expertmesh/proto";
 import {
   Code,
   ExpertMeshError,
@@ -20,11 +21,14 @@ import {
 import type { Lifecycle, Logger, ServiceHandle } from "@expertmesh/shared";
 import { loadTokenizer } from "@expertmesh/tokenizer";
 import { Redis } from "ioredis";
+import { batchOptionsFromConfig, isBatchHttpPath, startBatchJobs } from "../batch/index.ts";
+import type { BatchModule } from "../batch/index.ts";
 import { AttentionNodePool } from "../clients/attention-node-pool.ts";
 import { parseAttentionAddresses } from "../config.ts";
 import type { RouterConfig } from "../config.ts";
 import { GenerationEngine } from "../core/generation-engine.ts";
 import { startHttpApi } from "./http-api.ts";
+import type { ExtraHttpRoutes } from "./http-api.ts";
 import { inferenceServiceImpl } from "./inference-service.ts";
 import type { ModelInfoInit } from "./inference-service.ts";
 import { createRouterMetrics } from "./router-metrics.ts";
@@ -103,6 +107,20 @@ export async function startRouter(
       redis === undefined
         ? undefined
         : new PlacementStore(redis, { keys: new PlacementKeys({ cluster: config.cluster }) });
+    // Batch jobs live in the same Redis. The worker may pick up queued jobs before the attention
+    // nodes serve; their generations then wait in admission or are retried with backoff.
+    let batch: BatchModule | undefined;
+    if (config.redisUrl !== undefined) {
+      const started = await startBatchJobs({
+        redisUrl: config.redisUrl,
+        cluster: config.cluster,
+        generation: engine,
+        options: batchOptionsFromConfig(config),
+        logger,
+      });
+      batch = started;
+      cleanup.push(() => started.close());
+    }
 
     // NOT_SERVING until the attention nodes are connected (below): a launcher or a kubelet
     // waiting on gRPC health sees the router ready only when it can take requests.
@@ -121,6 +139,7 @@ export async function startRouter(
         ...(placementStore === undefined ? {} : { placement: () => placementStore.current() }),
       }),
     );
+    if (batch !== undefined) server.addService(BatchService, batch.service);
     const port = await server.bind(`${config.host}:${config.port}`);
     cleanup.push(() => server.shutdown(SHUTDOWN_GRACE_MS));
 
@@ -133,6 +152,7 @@ export async function startRouter(
       apiKey: config.apiKey,
       host: config.host,
       port: config.httpPort,
+      ...(batch === undefined ? {} : { extraRoutes: batchHttpRoutes(batch) }),
     });
     cleanup.push(() => http.close(SHUTDOWN_GRACE_MS));
     if (config.metricsPort !== undefined) {
@@ -153,6 +173,7 @@ export async function startRouter(
     }
     server.setServingStatus("", "SERVING");
     server.setServingStatus(InferenceService.typeName, "SERVING");
+    if (batch !== undefined) server.setServingStatus(BatchService.typeName, "SERVING");
 
     const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
     return {
@@ -164,6 +185,12 @@ export async function startRouter(
           // Leave the load balancer first, refuse new work, let running requests finish.
           server.setServingStatus("", "NOT_SERVING");
           server.setServingStatus(InferenceService.typeName, "NOT_SERVING");
+          if (batch !== undefined) {
+            server.setServingStatus(BatchService.typeName, "NOT_SERVING");
+            // Running batch jobs abort their generations and go back to the queue for another
+            // router, before the engine stops admitting (it would fail their prompts instead).
+            await batch.stopWorker();
+          }
           engine.close();
           await engine.idle(signal);
         },
@@ -176,6 +203,11 @@ export async function startRouter(
     for (const release of cleanup.reverse()) await release().catch(() => undefined);
     throw err;
   }
+}
+
+/** The batch routes under /v1 (the API key applies), handed to the batch module. */
+function batchHttpRoutes(batch: BatchModule): ExtraHttpRoutes {
+  return { matches: isBatchHttpPath, handle: (request) => batch.handleHttp(request) };
 }
 
 /** config.json only: the router needs the model's limits, never its weights. */
