@@ -32,9 +32,18 @@ export default tseslint.config(
         "error",
         {
           patterns: [
-            { group: ["@expertmesh/*/src/*", "@expertmesh/*/src"], message: "Import the package entry point, not its internals." },
-            { group: ["../../packages/*", "../../services/*", "../../../packages/*", "../../../services/*"], message: "Import workspace packages by name." },
-            { group: ["@expertmesh/router", "@expertmesh/attention", "@expertmesh/expert-worker"], message: "Services never import each other." },
+            {
+              group: ["@expertmesh/*/src/*", "@expertmesh/*/src"],
+              message: "Import the package entry point, not its internals.",
+            },
+            {
+              group: ["../../packages/*", "../../services/*", "../../../packages/*", "../../../services/*"],
+              message: "Import workspace packages by name.",
+            },
+            {
+              group: ["@expertmesh/router", "@expertmesh/attention", "@expertmesh/expert-worker"],
+              message: "Services never import each other.",
+            },
           ],
         },
       ],

@@ -132,7 +132,9 @@ describe("expertmesh up: 2 attention nodes + 4 expert-workers on 2 nodes + Redis
     for (const m of state.members.filter((x) => x.role !== "redis")) {
       assert.match(
         text,
-        new RegExp(`\\[${m.name}\\] ((attention|expert-worker) ${m.name} listening on |router listening grpc=)`),
+        new RegExp(
+          `\\[${m.name}\\] ((attention|expert-worker) ${m.name} listening on |router listening grpc=)`,
+        ),
       );
       assert.ok(text.includes(m.address), `table lists ${m.address}`);
     }

@@ -161,7 +161,8 @@ export function scanServiceConfig(service: string): ConfigOptionScan[] {
   const shared = readText(join(REPO_ROOT, "packages/shared/src/config/service-options.ts"));
   for (const m of source.matchAll(/\.\.\.(service[A-Za-z]*Options)\(/g)) {
     const start = shared.indexOf(`export function ${m[1] ?? ""}(`);
-    if (start < 0) throw new Error(`${m[1] ?? ""} not found in packages/shared/src/config/service-options.ts`);
+    if (start < 0)
+      throw new Error(`${m[1] ?? ""} not found in packages/shared/src/config/service-options.ts`);
     const end = shared.indexOf("\nexport ", start + 1);
     source += shared.slice(start, end < 0 ? undefined : end);
   }

@@ -41,7 +41,12 @@ export function parseCommandArgs<O extends FlagOptions>(
   help: string,
   error: ArgsError,
 ): FlagValues<O> | null {
-  const config: CommandArgsConfig<O> = { args, options: { ...options, ...HELP_FLAG }, strict: true, allowPositionals: false };
+  const config: CommandArgsConfig<O> = {
+    args,
+    options: { ...options, ...HELP_FLAG },
+    strict: true,
+    allowPositionals: false,
+  };
   let values: FlagValues<O>;
   try {
     ({ values } = parseArgs(config));
@@ -59,7 +64,13 @@ export function parseCommandArgs<O extends FlagOptions>(
  * A flag's integer of at least `min` (0 or 1) written as plain digits; `fallback` when the flag is
  * absent. The error says "--flag must be a positive integer" (min 1) or "a non-negative integer".
  */
-export function intFlag(flag: string, text: string | undefined, fallback: number, min: 0 | 1, error: ArgsError): number {
+export function intFlag(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  min: 0 | 1,
+  error: ArgsError,
+): number {
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < min || !Number.isSafeInteger(n)) {

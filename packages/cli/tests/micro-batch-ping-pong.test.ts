@@ -15,7 +15,12 @@ import { loadModel } from "@expertmesh/model";
 import type { DeepSeekModel, ForwardBatch, LatentKvStore } from "@expertmesh/model";
 import { placementToJSON } from "@expertmesh/placement";
 import { WireDtype } from "@expertmesh/proto";
-import { defaultClusterPlacement, readModelConfig, startExpertWorkers, stopMembers } from "../src/cluster/local-cluster.ts";
+import {
+  defaultClusterPlacement,
+  readModelConfig,
+  startExpertWorkers,
+  stopMembers,
+} from "../src/cluster/local-cluster.ts";
 import type { ClusterMember } from "../src/cluster/local-cluster.ts";
 import { REPO_ROOT } from "../src/cluster/repo-paths.ts";
 
@@ -79,10 +84,21 @@ function recording(inner: DeepSeekModel): EngineModel & { spans: { start: number
   };
 }
 
-async function generate(m: EngineModel, microBatches: 1 | 2, prompts: number[][], steps: number): Promise<number[][]> {
+async function generate(
+  m: EngineModel,
+  microBatches: 1 | 2,
+  prompts: number[][],
+  steps: number,
+): Promise<number[][]> {
   const core = new EngineCore(m, { kvCacheBytes: 16 * 2 ** 20, microBatches });
   const out = prompts.map((): number[] => []);
-  prompts.forEach((p, i) => core.addRequest({ requestId: String(i), promptTokenIds: p, sampling: { temperature: 0, maxTokens: steps, ignoreEos: true } }));
+  prompts.forEach((p, i) =>
+    core.addRequest({
+      requestId: String(i),
+      promptTokenIds: p,
+      sampling: { temperature: 0, maxTokens: steps, ignoreEos: true },
+    }),
+  );
   while (core.hasUnfinishedRequests()) {
     const { outputs } = await core.step();
     for (const o of outputs) {

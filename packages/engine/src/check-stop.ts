@@ -5,7 +5,11 @@ import type { EngineRequest, FinishReason } from "./engine-request.ts";
  * a stop token id or the model's EOS (unless ignoreEos) → "stop"; maxTokens generated or the
  * context reaching maxModelLen → "length". Stop wins when both hold.
  */
-export function checkStop(request: EngineRequest, eosTokenId: number | null, maxModelLen: number): FinishReason | null {
+export function checkStop(
+  request: EngineRequest,
+  eosTokenId: number | null,
+  maxModelLen: number,
+): FinishReason | null {
   const out = request.outputTokenIds;
   const last = out[out.length - 1];
   if (last === undefined) return null;

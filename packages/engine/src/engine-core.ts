@@ -99,11 +99,16 @@ export class EngineCore {
       numLayers: config.numLayers,
       rowSize: config.kvLoraRank + config.qkRopeHeadDim,
       blockSize,
-      ...(options.numKvBlocks !== undefined ? { numBlocks: options.numKvBlocks } : { memoryBytes: options.kvCacheBytes ?? DEFAULTS.kvCacheBytes }),
+      ...(options.numKvBlocks !== undefined
+        ? { numBlocks: options.numKvBlocks }
+        : { memoryBytes: options.kvCacheBytes ?? DEFAULTS.kvCacheBytes }),
     });
     const maxModelLen = options.maxModelLen ?? config.maxPositionEmbeddings;
     if (maxModelLen > config.maxPositionEmbeddings) {
-      throw invalidArgument("maxModelLen", `${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
+      throw invalidArgument(
+        "maxModelLen",
+        `${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`,
+      );
     }
     this.scheduler = new Scheduler(this.pool, {
       maxNumBatchedTokens: options.maxNumBatchedTokens ?? DEFAULTS.maxNumBatchedTokens,
@@ -111,28 +116,44 @@ export class EngineCore {
       maxModelLen,
       eosTokenId: config.eosTokenId,
     });
-    this.runner = new ModelRunner(model, this.pool, options.microBatches === undefined ? {} : { microBatches: options.microBatches });
+    this.runner = new ModelRunner(
+      model,
+      this.pool,
+      options.microBatches === undefined ? {} : { microBatches: options.microBatches },
+    );
   }
 
   /** Queues a request; bad input throws INVALID_ARGUMENT, a request the cache could never hold RESOURCE_EXHAUSTED. */
   addRequest(params: AddRequestParams): void {
     const { requestId } = params;
-    if (typeof requestId !== "string" || requestId.length === 0) throw invalidArgument("requestId", "must be a non-empty string");
+    if (typeof requestId !== "string" || requestId.length === 0)
+      throw invalidArgument("requestId", "must be a non-empty string");
     if (this.scheduler.getRequest(requestId) !== undefined) {
-      throw new ExpertMeshError(Code.ALREADY_EXISTS, `request '${requestId}' is already running`, { details: { field: "requestId" } });
+      throw new ExpertMeshError(Code.ALREADY_EXISTS, `request '${requestId}' is already running`, {
+        details: { field: "requestId" },
+      });
     }
-    const sampling = compileSamplingParams(params.sampling ?? {}, { vocabSize: this.vocabSize, maxLogprobs: this.maxLogprobs });
+    const sampling = compileSamplingParams(params.sampling ?? {}, {
+      vocabSize: this.vocabSize,
+      maxLogprobs: this.maxLogprobs,
+    });
     const prompt = Int32Array.from(params.promptTokenIds);
     if (prompt.length === 0) throw invalidArgument("promptTokenIds", "must not be empty");
     for (let i = 0; i < prompt.length; i++) {
       const t = params.promptTokenIds[i]!;
       if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) {
-        throw invalidArgument("promptTokenIds", `token ${t} at index ${i} is not in the vocabulary [0, ${this.vocabSize})`);
+        throw invalidArgument(
+          "promptTokenIds",
+          `token ${t} at index ${i} is not in the vocabulary [0, ${this.vocabSize})`,
+        );
       }
     }
     const { maxModelLen } = this.scheduler.options;
     if (prompt.length >= maxModelLen) {
-      throw invalidArgument("promptTokenIds", `prompt of ${prompt.length} tokens leaves no room to generate within max model length ${maxModelLen}`);
+      throw invalidArgument(
+        "promptTokenIds",
+        `prompt of ${prompt.length} tokens leaves no room to generate within max model length ${maxModelLen}`,
+      );
     }
     const needed = this.scheduler.maxTokensNeeded(prompt.length, sampling.maxTokens);
     const neededBlocks = Math.ceil(needed / this.pool.blockSize);
@@ -158,7 +179,8 @@ export class EngineCore {
 
   /** One engine iteration. Not reentrant: await each step before the next. */
   async step(): Promise<EngineCoreOutputs> {
-    if (this.stepping) throw new ExpertMeshError(Code.FAILED_PRECONDITION, "EngineCore.step called while a step is running");
+    if (this.stepping)
+      throw new ExpertMeshError(Code.FAILED_PRECONDITION, "EngineCore.step called while a step is running");
     this.stepping = true;
     try {
       const outputs = this.applyAborts();
@@ -223,7 +245,11 @@ export class EngineCore {
       numScheduledTokens: out.numScheduledTokens,
       numDecodeSeqs: out.numDecodeSeqs,
       numPrefillSeqs: out.numPrefillSeqs,
-      composition: out.scheduled.map((s) => ({ requestId: s.request.requestId, numTokens: s.tokenIds.length, isPrefill: s.isPrefill })),
+      composition: out.scheduled.map((s) => ({
+        requestId: s.request.requestId,
+        numTokens: s.tokenIds.length,
+        isPrefill: s.isPrefill,
+      })),
       preemptedRequestIds: out.preemptedRequestIds,
       numRunning: this.scheduler.numRunning,
       numWaiting: this.scheduler.numWaiting,

@@ -50,7 +50,8 @@ export class EngineRequest {
   tokenSlice(from: number, to: number): Int32Array {
     const out = new Int32Array(to - from);
     const p = this.promptTokenIds.length;
-    for (let i = from; i < to; i++) out[i - from] = i < p ? this.promptTokenIds[i]! : this.outputTokenIds[i - p]!;
+    for (let i = from; i < to; i++)
+      out[i - from] = i < p ? this.promptTokenIds[i]! : this.outputTokenIds[i - p]!;
     return out;
   }
 }

@@ -16,7 +16,10 @@ export interface EngineOptions {
 /** One request's queue of outputs between the step loop and its consumer. */
 class OutputStream implements AsyncIterableIterator<EngineCoreOutput> {
   private readonly queue: EngineCoreOutput[] = [];
-  private waiter: { resolve: (r: IteratorResult<EngineCoreOutput>) => void; reject: (e: Error) => void } | null = null;
+  private waiter: {
+    resolve: (r: IteratorResult<EngineCoreOutput>) => void;
+    reject: (e: Error) => void;
+  } | null = null;
   private ended = false;
   private failure: Error | null = null;
   private readonly onReturn: () => void;
@@ -128,7 +131,10 @@ export class Engine {
    * ALREADY_EXISTS). The iterator yields one output per step that gave the request a token and ends
    * after the one whose finishReason is set; a failed request makes it throw that error.
    */
-  generate(params: Omit<AddRequestParams, "requestId"> & { requestId?: string }, options: GenerateOptions = {}): AsyncIterableIterator<EngineCoreOutput> {
+  generate(
+    params: Omit<AddRequestParams, "requestId"> & { requestId?: string },
+    options: GenerateOptions = {},
+  ): AsyncIterableIterator<EngineCoreOutput> {
     if (this.dead !== null) throw this.dead;
     const { signal } = options;
     if (signal?.aborted === true) throw cancelled();
@@ -187,7 +193,9 @@ export class Engine {
         await yieldToEventLoop();
       }
     } catch (err) {
-      this.dead = new ExpertMeshError(Code.UNAVAILABLE, "engine failed; it accepts no more requests", { cause: err });
+      this.dead = new ExpertMeshError(Code.UNAVAILABLE, "engine failed; it accepts no more requests", {
+        cause: err,
+      });
       for (const stream of this.streams.values()) stream.fail(this.dead);
       this.streams.clear();
     } finally {

@@ -14,7 +14,13 @@ export type { ModelRunnerOutput, ScheduledSequence, SchedulerOutput } from "./sc
 export { ModelRunner } from "./model-runner.ts";
 export type { EngineModel } from "./model-runner.ts";
 export { EngineCore } from "./engine-core.ts";
-export type { AddRequestParams, EngineCoreOptions, EngineCoreOutput, EngineCoreOutputs, StepStats } from "./engine-core.ts";
+export type {
+  AddRequestParams,
+  EngineCoreOptions,
+  EngineCoreOutput,
+  EngineCoreOutputs,
+  StepStats,
+} from "./engine-core.ts";
 export { Engine } from "./engine.ts";
 export type { EngineOptions, GenerateOptions } from "./engine.ts";
 export { ensureBenchModel } from "./bench/bench-model.ts";
@@ -28,6 +34,11 @@ export type { GoalCheck, PeerResult } from "./bench/peer-results.ts";
 export { median } from "./bench/median.ts";
 export type { ModelRunnerOptions } from "./model-runner.ts";
 export { benchSystemsTogether } from "./bench/cluster-bench.ts";
-export type { BenchSystem, SystemFigures, SystemsBenchOptions, SystemsBenchRow } from "./bench/cluster-bench.ts";
+export type {
+  BenchSystem,
+  SystemFigures,
+  SystemsBenchOptions,
+  SystemsBenchRow,
+} from "./bench/cluster-bench.ts";
 export { measureWireDeviation } from "./bench/cluster-wire-deviation.ts";
 export type { DeviationModel, DeviationVariant, WireDeviation } from "./bench/cluster-wire-deviation.ts";

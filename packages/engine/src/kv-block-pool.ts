@@ -50,13 +50,17 @@ export class KvBlockPool implements LatentKvStore, KvBlockAllocator {
   constructor(options: KvBlockPoolOptions) {
     const { numLayers, rowSize } = options;
     const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
-    if (!Number.isInteger(numLayers) || numLayers < 1) throw invalidArgument("numLayers", "must be a positive integer");
-    if (!Number.isInteger(rowSize) || rowSize < 1) throw invalidArgument("rowSize", "must be a positive integer");
-    if (!Number.isInteger(blockSize) || blockSize < 1) throw invalidArgument("blockSize", "must be a positive integer");
+    if (!Number.isInteger(numLayers) || numLayers < 1)
+      throw invalidArgument("numLayers", "must be a positive integer");
+    if (!Number.isInteger(rowSize) || rowSize < 1)
+      throw invalidArgument("rowSize", "must be a positive integer");
+    if (!Number.isInteger(blockSize) || blockSize < 1)
+      throw invalidArgument("blockSize", "must be a positive integer");
     const blockBytes = KvBlockPool.blockBytes(numLayers, rowSize, blockSize);
     let numBlocks: number;
     if (options.numBlocks !== undefined) {
-      if (options.memoryBytes !== undefined) throw invalidArgument("numBlocks", "give numBlocks or memoryBytes, not both");
+      if (options.memoryBytes !== undefined)
+        throw invalidArgument("numBlocks", "give numBlocks or memoryBytes, not both");
       numBlocks = options.numBlocks;
     } else if (options.memoryBytes !== undefined) {
       if (!(options.memoryBytes >= 0)) throw invalidArgument("memoryBytes", "must be a non-negative number");
@@ -151,7 +155,8 @@ export class KvBlockPool implements LatentKvStore, KvBlockAllocator {
   write(seq: number, layer: number, start: number, rows: Float32Array): void {
     const { rowSize, blockSize } = this;
     const count = rows.length / rowSize;
-    if (!Number.isInteger(count)) throw invalidArgument("rows", `length ${rows.length} is not a multiple of rowSize ${rowSize}`);
+    if (!Number.isInteger(count))
+      throw invalidArgument("rows", `length ${rows.length} is not a multiple of rowSize ${rowSize}`);
     const table = this.checkedTable(seq, start + count);
     const slab = this.slab(layer);
     let done = 0;
@@ -167,7 +172,8 @@ export class KvBlockPool implements LatentKvStore, KvBlockAllocator {
 
   read(seq: number, layer: number, length: number, out: Float32Array): Float32Array {
     const { rowSize, blockSize } = this;
-    if (out.length < length * rowSize) throw invalidArgument("out", `holds ${out.length} values, needs ${length * rowSize}`);
+    if (out.length < length * rowSize)
+      throw invalidArgument("out", `holds ${out.length} values, needs ${length * rowSize}`);
     const table = this.checkedTable(seq, length);
     const slab = this.slab(layer);
     for (let b = 0, pos = 0; pos < length; b++, pos += blockSize) {

@@ -39,7 +39,8 @@ export class ModelRunner {
     this.vocabSize = model.config.vocabSize;
     this.sampler = new Sampler(this.vocabSize);
     const mb = options.microBatches ?? 1;
-    if (mb !== 1 && mb !== 2) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `microBatches must be 1 or 2, got ${String(mb)}`);
+    if (mb !== 1 && mb !== 2)
+      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `microBatches must be 1 or 2, got ${String(mb)}`);
     this.microBatches = mb;
   }
 
@@ -53,7 +54,9 @@ export class ModelRunner {
       // Both forwards start before either is awaited: they interleave at each MoE layer's await.
       const results = await Promise.allSettled(halves.map((h) => this.forward(h)));
       if (results.every((r) => r.status === "fulfilled")) {
-        halves.forEach((h, i) => this.sampleBatch(h, (results[i] as PromiseFulfilledResult<ForwardResult>).value, sampled, failed));
+        halves.forEach((h, i) =>
+          this.sampleBatch(h, (results[i] as PromiseFulfilledResult<ForwardResult>).value, sampled, failed),
+        );
         ok = true;
       }
     } else {
@@ -82,11 +85,19 @@ export class ModelRunner {
 
   /** Mid-prompt chunks want no logits; a chunk that reaches the newest token wants its last row. */
   private async forward(batch: readonly ScheduledSequence[]): Promise<ForwardResult> {
-    const sequences = batch.map((s) => ({ seq: s.request.seqId, tokens: s.tokenIds, start: s.start, logits: s.needsLogits ? ("last" as const) : ("none" as const) }));
+    const sequences = batch.map((s) => ({
+      seq: s.request.seqId,
+      tokens: s.tokenIds,
+      start: s.start,
+      logits: s.needsLogits ? ("last" as const) : ("none" as const),
+    }));
     const result = await this.model.forward({ sequences }, this.kv);
     const rows = batch.reduce((n, s) => n + (s.needsLogits ? 1 : 0), 0);
     if (result.logits.length !== rows * this.vocabSize || result.logitOffsets.length !== batch.length + 1) {
-      throw new ExpertMeshError(Code.INTERNAL, `model returned ${result.logits.length} logits for ${rows} rows of vocab ${this.vocabSize}`);
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `model returned ${result.logits.length} logits for ${rows} rows of vocab ${this.vocabSize}`,
+      );
     }
     return result;
   }
@@ -103,7 +114,14 @@ export class ModelRunner {
       if (!s.needsLogits) return;
       const row = result.logitOffsets[i]!;
       try {
-        sampled.set(s.request.requestId, this.sampler.sample(result.logits.subarray(row * v, (row + 1) * v), s.request.sampling, s.request.rng));
+        sampled.set(
+          s.request.requestId,
+          this.sampler.sample(
+            result.logits.subarray(row * v, (row + 1) * v),
+            s.request.sampling,
+            s.request.rng,
+          ),
+        );
       } catch (err) {
         failed.set(s.request.requestId, asRequestError(err));
       }
@@ -115,7 +133,9 @@ export class ModelRunner {
  * Two non-empty contiguous halves of a batch with about equal token counts (the split point is
  * where the running count first reaches half), or null when it has fewer than 2 sequences.
  */
-export function splitInTwo(batch: readonly ScheduledSequence[]): [ScheduledSequence[], ScheduledSequence[]] | null {
+export function splitInTwo(
+  batch: readonly ScheduledSequence[],
+): [ScheduledSequence[], ScheduledSequence[]] | null {
   if (batch.length < 2) return null;
   const total = batch.reduce((n, s) => n + s.tokenIds.length, 0);
   let cut = 1;

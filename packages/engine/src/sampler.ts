@@ -46,7 +46,10 @@ export class Sampler {
   /** `logits`: one row, [vocab]. */
   sample(logits: Float32Array, params: SamplingParams, rng: SeededRng): SamplerOutput {
     if (logits.length !== this.vocabSize) {
-      throw new ExpertMeshError(Code.INTERNAL, `logits row has ${logits.length} values, vocab is ${this.vocabSize}`);
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `logits row has ${logits.length} values, vocab is ${this.vocabSize}`,
+      );
     }
     const tokenId = params.temperature === 0 ? argmax(logits) : this.draw(logits, params, rng);
     if (!Number.isFinite(logits[tokenId]!)) throw new ExpertMeshError(Code.INTERNAL, "logits are not finite");

@@ -50,9 +50,11 @@ export function compileSamplingParams(options: SamplingOptions, limits: Sampling
   const { vocabSize } = limits;
   const maxLogprobs = limits.maxLogprobs ?? DEFAULT_MAX_LOGPROBS;
   const temperature = options.temperature ?? 1;
-  if (!Number.isFinite(temperature) || temperature < 0) throw invalidArgument("temperature", "must be a finite number ≥ 0");
+  if (!Number.isFinite(temperature) || temperature < 0)
+    throw invalidArgument("temperature", "must be a finite number ≥ 0");
   let topK = options.topK ?? 0;
-  if (!Number.isInteger(topK) || topK < -1) throw invalidArgument("topK", "must be an integer ≥ 1, or 0 / -1 for off");
+  if (!Number.isInteger(topK) || topK < -1)
+    throw invalidArgument("topK", "must be an integer ≥ 1, or 0 / -1 for off");
   if (topK === -1 || topK >= vocabSize) topK = 0;
   const topP = options.topP ?? 1;
   if (!(topP > 0 && topP <= 1)) throw invalidArgument("topP", "must be in (0, 1]");
@@ -61,7 +63,8 @@ export function compileSamplingParams(options: SamplingOptions, limits: Sampling
   const seed = options.seed ?? null;
   if (seed !== null && !Number.isSafeInteger(seed)) throw invalidArgument("seed", "must be an integer");
   const maxTokens = options.maxTokens ?? 16;
-  if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw invalidArgument("maxTokens", "must be an integer ≥ 1");
+  if (!Number.isSafeInteger(maxTokens) || maxTokens < 1)
+    throw invalidArgument("maxTokens", "must be an integer ≥ 1");
   const stopTokenIds = new Set<number>();
   for (const id of options.stopTokenIds ?? []) {
     if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
@@ -70,7 +73,10 @@ export function compileSamplingParams(options: SamplingOptions, limits: Sampling
     stopTokenIds.add(id);
   }
   const logprobs = options.logprobs ?? null;
-  if (logprobs !== null && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > Math.min(maxLogprobs, vocabSize))) {
+  if (
+    logprobs !== null &&
+    (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > Math.min(maxLogprobs, vocabSize))
+  ) {
     throw invalidArgument("logprobs", `must be an integer in [0, ${Math.min(maxLogprobs, vocabSize)}]`);
   }
   return {

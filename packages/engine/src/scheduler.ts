@@ -45,8 +45,10 @@ export class Scheduler {
     if (!Number.isInteger(options.maxNumBatchedTokens) || options.maxNumBatchedTokens < 1) {
       throw invalidArgument("maxNumBatchedTokens", "must be a positive integer");
     }
-    if (!Number.isInteger(options.maxNumSeqs) || options.maxNumSeqs < 1) throw invalidArgument("maxNumSeqs", "must be a positive integer");
-    if (!Number.isInteger(options.maxModelLen) || options.maxModelLen < 2) throw invalidArgument("maxModelLen", "must be an integer ≥ 2");
+    if (!Number.isInteger(options.maxNumSeqs) || options.maxNumSeqs < 1)
+      throw invalidArgument("maxNumSeqs", "must be a positive integer");
+    if (!Number.isInteger(options.maxModelLen) || options.maxModelLen < 2)
+      throw invalidArgument("maxModelLen", "must be an integer ≥ 2");
     this.kv = kv;
     this.options = { ...options };
   }
@@ -77,7 +79,8 @@ export class Scheduler {
   }
 
   addRequest(request: EngineRequest): void {
-    if (this.requests.has(request.requestId)) throw invalidArgument("requestId", `'${request.requestId}' is already in the scheduler`);
+    if (this.requests.has(request.requestId))
+      throw invalidArgument("requestId", `'${request.requestId}' is already in the scheduler`);
     request.status = "waiting";
     this.requests.set(request.requestId, request);
     this.waiting.push(request);
@@ -185,7 +188,12 @@ export class Scheduler {
   }
 
   /** Makes room for `tokens` tokens of `request`, preempting newer requests; false when it preempted itself. */
-  private reserveOrPreempt(request: EngineRequest, tokens: number, scheduled: Set<EngineRequest>, preempted: string[]): boolean {
+  private reserveOrPreempt(
+    request: EngineRequest,
+    tokens: number,
+    scheduled: Set<EngineRequest>,
+    preempted: string[],
+  ): boolean {
     while (!this.kv.ensureCapacity(request.seqId, tokens)) {
       let victim: EngineRequest | undefined;
       for (let i = this.running.length - 1; i >= 0; i--) {

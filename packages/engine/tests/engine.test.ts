@@ -8,7 +8,9 @@ import { Engine } from "../src/engine.ts";
 import type { StepStats } from "../src/engine-core.ts";
 import { makePrompt, TINY_V3_DIR } from "./fixtures.ts";
 
-async function collect(stream: AsyncIterable<{ newTokenIds: number[]; finishReason: string | null }>): Promise<{ tokens: number[]; reason: string | null }> {
+async function collect(
+  stream: AsyncIterable<{ newTokenIds: number[]; finishReason: string | null }>,
+): Promise<{ tokens: number[]; reason: string | null }> {
   const tokens: number[] = [];
   let reason: string | null = null;
   for await (const out of stream) {
@@ -35,10 +37,17 @@ describe("Engine (async loop) on tiny-v3", () => {
 
     // Reference: each alone through the same engine.
     const alone: number[][] = [];
-    for (const p of prompts) alone.push((await collect(engine.generate({ promptTokenIds: p, sampling: { temperature: 0, maxTokens: 6 } }))).tokens);
+    for (const p of prompts)
+      alone.push(
+        (await collect(engine.generate({ promptTokenIds: p, sampling: { temperature: 0, maxTokens: 6 } })))
+          .tokens,
+      );
 
     const controller = new AbortController();
-    const cancelled = engine.generate({ requestId: "sig", promptTokenIds: makePrompt(9, 12), sampling: { temperature: 0, maxTokens: 40 } }, { signal: controller.signal });
+    const cancelled = engine.generate(
+      { requestId: "sig", promptTokenIds: makePrompt(9, 12), sampling: { temperature: 0, maxTokens: 40 } },
+      { signal: controller.signal },
+    );
     let seenBeforeCancel = 0;
     const cancelledRun = assert.rejects(
       async () => {
@@ -51,13 +60,20 @@ describe("Engine (async loop) on tiny-v3", () => {
     );
     const broken = (async () => {
       let n = 0;
-      for await (const out of engine.generate({ promptTokenIds: makePrompt(10, 7), sampling: { temperature: 0, maxTokens: 40 } })) {
+      for await (const out of engine.generate({
+        promptTokenIds: makePrompt(10, 7),
+        sampling: { temperature: 0, maxTokens: 40 },
+      })) {
         n += out.newTokenIds.length;
         if (n === 3) break; // consumer stops reading: the request is aborted
       }
       return n;
     })();
-    const together = await Promise.all(prompts.map((p) => collect(engine.generate({ promptTokenIds: p, sampling: { temperature: 0, maxTokens: 6 } }))));
+    const together = await Promise.all(
+      prompts.map((p) =>
+        collect(engine.generate({ promptTokenIds: p, sampling: { temperature: 0, maxTokens: 6 } })),
+      ),
+    );
 
     await cancelledRun;
     assert.equal(seenBeforeCancel, 2);
@@ -69,17 +85,30 @@ describe("Engine (async loop) on tiny-v3", () => {
     await engine.close();
     assert.equal(core.hasUnfinishedRequests(), false);
     assert.equal(core.pool.usedBlocks, 0);
-    assert.ok(steps.some((s) => s.numDecodeSeqs + s.numPrefillSeqs >= 4), "concurrent requests shared steps");
+    assert.ok(
+      steps.some((s) => s.numDecodeSeqs + s.numPrefillSeqs >= 4),
+      "concurrent requests shared steps",
+    );
   });
 
   it("rejects bad input synchronously and server-side abort ends the stream with 'abort'", async () => {
     const core = new EngineCore(model, { numKvBlocks: 16, blockSize: 4 });
     const engine = new Engine(core);
-    assert.throws(() => engine.generate({ promptTokenIds: [600] }), (e: unknown) => e instanceof ExpertMeshError && e.code === Code.INVALID_ARGUMENT);
+    assert.throws(
+      () => engine.generate({ promptTokenIds: [600] }),
+      (e: unknown) => e instanceof ExpertMeshError && e.code === Code.INVALID_ARGUMENT,
+    );
     const pre = new AbortController();
     pre.abort();
-    assert.throws(() => engine.generate({ promptTokenIds: [5] }, { signal: pre.signal }), (e: unknown) => e instanceof ExpertMeshError && e.code === Code.CANCELLED);
-    const stream = engine.generate({ requestId: "x", promptTokenIds: makePrompt(3, 5), sampling: { temperature: 0, maxTokens: 30 } });
+    assert.throws(
+      () => engine.generate({ promptTokenIds: [5] }, { signal: pre.signal }),
+      (e: unknown) => e instanceof ExpertMeshError && e.code === Code.CANCELLED,
+    );
+    const stream = engine.generate({
+      requestId: "x",
+      promptTokenIds: makePrompt(3, 5),
+      sampling: { temperature: 0, maxTokens: 30 },
+    });
     const first = await stream.next();
     assert.equal(first.done, false);
     assert.equal(engine.abort("x"), true);
@@ -87,7 +116,12 @@ describe("Engine (async loop) on tiny-v3", () => {
     assert.equal(rest.reason, "abort");
     // A request that ends normally lets go of its AbortSignal.
     const kept = new AbortController();
-    const done = await collect(engine.generate({ promptTokenIds: [5, 6], sampling: { temperature: 0, maxTokens: 2 } }, { signal: kept.signal }));
+    const done = await collect(
+      engine.generate(
+        { promptTokenIds: [5, 6], sampling: { temperature: 0, maxTokens: 2 } },
+        { signal: kept.signal },
+      ),
+    );
     assert.equal(done.tokens.length, 2);
     assert.equal(getEventListeners(kept.signal, "abort").length, 0);
     await engine.close();

@@ -10,7 +10,12 @@ describe("KvBlockPool", () => {
     assert.equal(pool.allocatedBytes(), 37 * 16 * 6 * 144 * 4);
     // From a budget: whole blocks only, never above the budget.
     const blockBytes = 16 * 6 * 144 * 4;
-    const fromBudget = new KvBlockPool({ numLayers: 6, rowSize: 144, blockSize: 16, memoryBytes: 10 * blockBytes + blockBytes - 1 });
+    const fromBudget = new KvBlockPool({
+      numLayers: 6,
+      rowSize: 144,
+      blockSize: 16,
+      memoryBytes: 10 * blockBytes + blockBytes - 1,
+    });
     assert.equal(fromBudget.numBlocks, 10);
     assert.equal(fromBudget.allocatedBytes(), 10 * blockBytes);
     // Cross-check against the process: allocating a big pool grows external memory by that much.
@@ -22,7 +27,10 @@ describe("KvBlockPool", () => {
   });
 
   it("rejects a budget smaller than one block", () => {
-    assert.throws(() => new KvBlockPool({ numLayers: 2, rowSize: 8, blockSize: 4, memoryBytes: 100 }), ExpertMeshError);
+    assert.throws(
+      () => new KvBlockPool({ numLayers: 2, rowSize: 8, blockSize: 4, memoryBytes: 100 }),
+      ExpertMeshError,
+    );
   });
 
   it("fails allocation cleanly when full and reserves nothing on failure", () => {
@@ -48,14 +56,21 @@ describe("KvBlockPool", () => {
   it("writes and reads rows across block boundaries, per layer, per sequence", () => {
     const rowSize = 3;
     const pool = new KvBlockPool({ numLayers: 2, rowSize, blockSize: 4, numBlocks: 16 });
-    const value = (seq: number, layer: number, pos: number, c: number): number => seq * 10000 + layer * 1000 + pos * 10 + c;
+    const value = (seq: number, layer: number, pos: number, c: number): number =>
+      seq * 10000 + layer * 1000 + pos * 10 + c;
     const rows = (seq: number, layer: number, start: number, n: number): Float32Array => {
       const r = new Float32Array(n * rowSize);
-      for (let i = 0; i < n; i++) for (let c = 0; c < rowSize; c++) r[i * rowSize + c] = value(seq, layer, start + i, c);
+      for (let i = 0; i < n; i++)
+        for (let c = 0; c < rowSize; c++) r[i * rowSize + c] = value(seq, layer, start + i, c);
       return r;
     };
     // Interleave two sequences so their blocks alternate in the slab.
-    for (const [start, n] of [[0, 3], [3, 6], [9, 1], [10, 7]] as const) {
+    for (const [start, n] of [
+      [0, 3],
+      [3, 6],
+      [9, 1],
+      [10, 7],
+    ] as const) {
       for (const seq of [7, 8]) {
         assert.ok(pool.ensureCapacity(seq, start + n));
         for (let layer = 0; layer < 2; layer++) pool.write(seq, layer, start, rows(seq, layer, start, n));

@@ -72,7 +72,10 @@ describe("Sampler", () => {
     const logits = makeLogits(21);
     const order = Array.from(logits.keys()).sort((x, y) => logits[y]! - logits[x]!);
     const seen = new Set(drawMany(logits, { temperature: 2, topK: 5 }, 4000));
-    assert.deepEqual([...seen].sort((x, y) => x - y), order.slice(0, 5).sort((x, y) => x - y));
+    assert.deepEqual(
+      [...seen].sort((x, y) => x - y),
+      order.slice(0, 5).sort((x, y) => x - y),
+    );
   });
 
   it("top-p keeps the smallest most-likely set with mass ≥ p", () => {
@@ -88,7 +91,10 @@ describe("Sampler", () => {
     }
     assert.ok(nucleus.length > 2 && nucleus.length < VOCAB / 2, `nucleus of ${nucleus.length}`);
     const seen = new Set(drawMany(logits, { temperature: 1, topP: 0.7 }, 8000));
-    assert.deepEqual([...seen].sort((x, y) => x - y), nucleus.sort((x, y) => x - y));
+    assert.deepEqual(
+      [...seen].sort((x, y) => x - y),
+      nucleus.sort((x, y) => x - y),
+    );
   });
 
   it("min-p drops tokens below minP × the top probability", () => {
@@ -97,13 +103,20 @@ describe("Sampler", () => {
     const top = Math.max(...p);
     const allowed = new Set(Array.from(p.keys()).filter((i) => p[i]! >= 0.2 * top));
     const seen = new Set(drawMany(logits, { temperature: 1, minP: 0.2 }, 8000));
-    assert.deepEqual([...seen].sort((x, y) => x - y), [...allowed].sort((x, y) => x - y));
+    assert.deepEqual(
+      [...seen].sort((x, y) => x - y),
+      [...allowed].sort((x, y) => x - y),
+    );
   });
 
   it("logprobs are log-softmax of the unmodified logits: they sum to 1 and match logsumexp", () => {
     const logits = makeLogits(51);
     const sampler = new Sampler(VOCAB);
-    const out = sampler.sample(logits, params({ temperature: 0.3, topK: 3, logprobs: VOCAB }), new SeededRng(1));
+    const out = sampler.sample(
+      logits,
+      params({ temperature: 0.3, topK: 3, logprobs: VOCAB }),
+      new SeededRng(1),
+    );
     const lp = out.logprobs!;
     const lse = logSumExp(logits);
     assert.equal(lp.chosen.tokenId, out.tokenId);
@@ -120,7 +133,15 @@ describe("Sampler", () => {
   });
 
   it("rejects bad parameters with INVALID_ARGUMENT", () => {
-    for (const bad of [{ temperature: -1 }, { topP: 0 }, { topK: 1.5 }, { maxTokens: 0 }, { logprobs: 21 }, { stopTokenIds: [VOCAB] }, { seed: 0.5 }]) {
+    for (const bad of [
+      { temperature: -1 },
+      { topP: 0 },
+      { topK: 1.5 },
+      { maxTokens: 0 },
+      { logprobs: 21 },
+      { stopTokenIds: [VOCAB] },
+      { seed: 0.5 },
+    ]) {
       assert.throws(
         () => compileSamplingParams(bad, { vocabSize: VOCAB }),
         (e: unknown) => e instanceof ExpertMeshError && e.code === Code.INVALID_ARGUMENT,

@@ -14,12 +14,23 @@ let nextSeq = 0;
 
 function request(id: string, promptLength: number, options: SamplingOptions = {}): EngineRequest {
   const prompt = Int32Array.from({ length: promptLength }, (_, i) => (i * 7 + id.length) % 50);
-  return new EngineRequest(id, nextSeq++, prompt, compileSamplingParams({ temperature: 0, maxTokens: 100, ...options }, { vocabSize: VOCAB }));
+  return new EngineRequest(
+    id,
+    nextSeq++,
+    prompt,
+    compileSamplingParams({ temperature: 0, maxTokens: 100, ...options }, { vocabSize: VOCAB }),
+  );
 }
 
 function setup(numBlocks: number, options: Partial<SchedulerOptions> = {}) {
   const pool = new KvBlockPool({ numLayers: 1, rowSize: 1, blockSize: 4, numBlocks });
-  const scheduler = new Scheduler(pool, { maxNumBatchedTokens: 64, maxNumSeqs: 8, maxModelLen: 1000, eosTokenId: EOS, ...options });
+  const scheduler = new Scheduler(pool, {
+    maxNumBatchedTokens: 64,
+    maxNumSeqs: 8,
+    maxModelLen: 1000,
+    eosTokenId: EOS,
+    ...options,
+  });
   return { pool, scheduler };
 }
 
@@ -27,7 +38,10 @@ function setup(numBlocks: number, options: Partial<SchedulerOptions> = {}) {
 function sampleAll(out: SchedulerOutput, token: number | ((id: string) => number) = 1): ModelRunnerOutput {
   const sampled = new Map<string, SamplerOutput>();
   for (const s of out.scheduled) {
-    if (s.needsLogits) sampled.set(s.request.requestId, { tokenId: typeof token === "number" ? token : token(s.request.requestId) });
+    if (s.needsLogits)
+      sampled.set(s.request.requestId, {
+        tokenId: typeof token === "number" ? token : token(s.request.requestId),
+      });
   }
   return { sampled, failed: new Map() };
 }
@@ -45,15 +59,25 @@ describe("Scheduler", () => {
     scheduler.addRequest(request("b", 10));
     scheduler.addRequest(request("c", 10));
     const s1 = scheduler.schedule();
-    assert.deepEqual(shape(s1), [["a", 0, 10, true], ["b", 0, 6, false]]);
+    assert.deepEqual(shape(s1), [
+      ["a", 0, 10, true],
+      ["b", 0, 6, false],
+    ]);
     assert.equal(s1.numScheduledTokens, 16);
-    assert.deepEqual(Array.from(s1.scheduled[1]!.tokenIds), Array.from(scheduler.getRequest("b")!.promptTokenIds.subarray(0, 6)));
+    assert.deepEqual(
+      Array.from(s1.scheduled[1]!.tokenIds),
+      Array.from(scheduler.getRequest("b")!.promptTokenIds.subarray(0, 6)),
+    );
     scheduler.updateFromOutput(s1, sampleAll(s1, 42));
     assert.deepEqual(a.outputTokenIds, [42]);
 
     const s2 = scheduler.schedule();
     // a decodes (its sampled token at position 10), b finishes its prompt, c gets the rest.
-    assert.deepEqual(shape(s2), [["a", 10, 1, true], ["b", 6, 4, true], ["c", 0, 10, true]]);
+    assert.deepEqual(shape(s2), [
+      ["a", 10, 1, true],
+      ["b", 6, 4, true],
+      ["c", 0, 10, true],
+    ]);
     assert.equal(s2.numDecodeSeqs, 1);
     assert.equal(s2.numPrefillSeqs, 2);
     assert.deepEqual(Array.from(s2.scheduled[0]!.tokenIds), [42]);
@@ -64,12 +88,18 @@ describe("Scheduler", () => {
     const { scheduler } = setup(64, { maxNumSeqs: 2 });
     for (const id of ["a", "b", "c"]) scheduler.addRequest(request(id, 3));
     const s1 = scheduler.schedule();
-    assert.deepEqual(s1.scheduled.map((s) => s.request.requestId), ["a", "b"]);
+    assert.deepEqual(
+      s1.scheduled.map((s) => s.request.requestId),
+      ["a", "b"],
+    );
     assert.equal(scheduler.numWaiting, 1);
     scheduler.updateFromOutput(s1, sampleAll(s1));
     scheduler.finishRequest("a", "abort");
     const s2 = scheduler.schedule();
-    assert.deepEqual(shape(s2), [["b", 3, 1, true], ["c", 0, 3, true]]);
+    assert.deepEqual(shape(s2), [
+      ["b", 3, 1, true],
+      ["c", 0, 3, true],
+    ]);
   });
 
   it("admits a request only when the pool can hold all its tokens, first come first served", () => {
@@ -84,10 +114,16 @@ describe("Scheduler", () => {
     const s2 = scheduler.schedule();
     assert.deepEqual(shape(s2), [["a", 10, 1, true]]);
     const u2 = scheduler.updateFromOutput(s2, sampleAll(s2));
-    assert.deepEqual(u2.finished.map((r) => [r.requestId, r.finishReason]), [["a", "length"]]);
+    assert.deepEqual(
+      u2.finished.map((r) => [r.requestId, r.finishReason]),
+      [["a", "length"]],
+    );
     assert.equal(pool.usedBlocks, 0);
     const s3 = scheduler.schedule();
-    assert.deepEqual(shape(s3), [["b", 0, 8, true], ["c", 0, 2, true]]);
+    assert.deepEqual(shape(s3), [
+      ["b", 0, 8, true],
+      ["c", 0, 2, true],
+    ]);
   });
 
   it("preempts the newest running request when a decode needs a block, and recomputes it later", () => {
@@ -97,9 +133,15 @@ describe("Scheduler", () => {
     scheduler.addRequest(a);
     scheduler.addRequest(b);
     const s1 = scheduler.schedule();
-    assert.deepEqual(shape(s1), [["a", 0, 8, true], ["b", 0, 7, true]]);
+    assert.deepEqual(shape(s1), [
+      ["a", 0, 8, true],
+      ["b", 0, 7, true],
+    ]);
     assert.equal(pool.freeBlocks, 0);
-    scheduler.updateFromOutput(s1, sampleAll(s1, (id) => (id === "a" ? 11 : 22)));
+    scheduler.updateFromOutput(
+      s1,
+      sampleAll(s1, (id) => (id === "a" ? 11 : 22)),
+    );
     // a's 9th token needs a third block: b (newest) is preempted, keeping its generated token.
     const s2 = scheduler.schedule();
     assert.deepEqual(s2.preemptedRequestIds, ["b"]);
@@ -112,7 +154,10 @@ describe("Scheduler", () => {
     const s3 = scheduler.schedule();
     assert.deepEqual(shape(s3), [["a", 9, 1, true]]);
     const u3 = scheduler.updateFromOutput(s3, sampleAll(s3, 13));
-    assert.deepEqual(u3.finished.map((r) => r.requestId), ["a"]);
+    assert.deepEqual(
+      u3.finished.map((r) => r.requestId),
+      ["a"],
+    );
     // Recompute: prompt + the generated token from position 0, then sample the next token.
     const s4 = scheduler.schedule();
     assert.deepEqual(shape(s4), [["b", 0, 8, true]]);
@@ -151,13 +196,28 @@ describe("Scheduler", () => {
     for (const r of [eos, ignore, stop, long]) scheduler.addRequest(r);
     const tokens: Record<string, number> = { eos: EOS, ignore: EOS, stop: 7, long: 5 };
     const s1 = scheduler.schedule();
-    const u1 = scheduler.updateFromOutput(s1, sampleAll(s1, (id) => tokens[id]!));
-    assert.deepEqual(u1.finished.map((r) => [r.requestId, r.finishReason]), [["eos", "stop"], ["stop", "stop"]]);
+    const u1 = scheduler.updateFromOutput(
+      s1,
+      sampleAll(s1, (id) => tokens[id]!),
+    );
+    assert.deepEqual(
+      u1.finished.map((r) => [r.requestId, r.finishReason]),
+      [
+        ["eos", "stop"],
+        ["stop", "stop"],
+      ],
+    );
     assert.equal(u1.newTokens.length, 4);
     const s2 = scheduler.schedule();
-    const u2 = scheduler.updateFromOutput(s2, sampleAll(s2, (id) => tokens[id]!));
+    const u2 = scheduler.updateFromOutput(
+      s2,
+      sampleAll(s2, (id) => tokens[id]!),
+    );
     // ignore: 2 tokens = maxTokens; long: 10 + 2 = maxModelLen.
-    assert.deepEqual(u2.finished.map((r) => [r.requestId, r.finishReason]).sort(), [["ignore", "length"], ["long", "length"]]);
+    assert.deepEqual(u2.finished.map((r) => [r.requestId, r.finishReason]).sort(), [
+      ["ignore", "length"],
+      ["long", "length"],
+    ]);
     assert.equal(pool.usedBlocks, 0);
     assert.equal(scheduler.hasUnfinishedRequests, false);
   });
@@ -172,8 +232,14 @@ describe("Scheduler", () => {
     assert.equal(u1.finished.length, 0);
     const s2 = scheduler.schedule();
     assert.deepEqual(shape(s2), [["b", 0, 8, false]]);
-    const u2 = scheduler.updateFromOutput(s2, { sampled: new Map(), failed: new Map([["b", new ExpertMeshError(Code.INTERNAL, "boom")]]) });
-    assert.deepEqual(u2.finished.map((r) => [r.requestId, r.finishReason]), [["b", "error"]]);
+    const u2 = scheduler.updateFromOutput(s2, {
+      sampled: new Map(),
+      failed: new Map([["b", new ExpertMeshError(Code.INTERNAL, "boom")]]),
+    });
+    assert.deepEqual(
+      u2.finished.map((r) => [r.requestId, r.finishReason]),
+      [["b", "error"]],
+    );
     scheduler.finishRequest("c", "abort"); // waiting → aborted
     assert.equal(pool.usedBlocks, 0);
     assert.equal(scheduler.hasUnfinishedRequests, false);

@@ -14,7 +14,11 @@ import { parsePromptsFile } from "../src/inspect/prompts-file.ts";
 import { COMPARE_GOLDEN, FIXTURE_NAMES, fixtureDir, readGolden } from "./fixtures.ts";
 
 function compare(golden: string, candidate: string): { status: number | null; out: string } {
-  const r = spawnSync("python3", [COMPARE_GOLDEN, "--require-all", "--golden", golden, "--candidate", candidate], { encoding: "utf8" });
+  const r = spawnSync(
+    "python3",
+    [COMPARE_GOLDEN, "--require-all", "--golden", golden, "--candidate", candidate],
+    { encoding: "utf8" },
+  );
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -32,7 +36,10 @@ for (const fixture of FIXTURE_NAMES) {
     });
 
     it("free-running", async () => {
-      const prompts = parsePromptsFile(JSON.parse(readFileSync(join(dir, "prompts.json"), "utf8")), "prompts.json");
+      const prompts = parsePromptsFile(
+        JSON.parse(readFileSync(join(dir, "prompts.json"), "utf8")),
+        "prompts.json",
+      );
       const out = join(tmp, "free.json");
       writeFileSync(out, JSON.stringify(await inspectPrompts(model, prompts)));
       const r = compare(join(dir, "golden.json"), out);
@@ -43,11 +50,15 @@ for (const fixture of FIXTURE_NAMES) {
     it("teacher-forced with the golden tokens written into a prompts file", async () => {
       // the test may read golden.json; product code only sees a prompts file with forced_tokens
       const golden = readGolden(fixture);
-      const promptsJson = JSON.parse(readFileSync(join(dir, "prompts.json"), "utf8")) as { prompts: Record<string, unknown>[] };
+      const promptsJson = JSON.parse(readFileSync(join(dir, "prompts.json"), "utf8")) as {
+        prompts: Record<string, unknown>[];
+      };
       promptsJson.prompts.forEach((p, i) => (p.forced_tokens = golden.prompts[i]?.greedy.generated));
       const prompts = parsePromptsFile(promptsJson, "forced prompts");
       const report = await inspectPrompts(model, prompts, { teacherForce: true });
-      report.prompts.forEach((p, i) => assert.deepEqual(p.greedy.fed_tokens, golden.prompts[i]?.greedy.generated.slice(0, -1)));
+      report.prompts.forEach((p, i) =>
+        assert.deepEqual(p.greedy.fed_tokens, golden.prompts[i]?.greedy.generated.slice(0, -1)),
+      );
       const out = join(tmp, "forced.json");
       writeFileSync(out, JSON.stringify(report));
       const r = compare(join(dir, "golden.json"), out);

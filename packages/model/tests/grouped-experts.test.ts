@@ -1,6 +1,10 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { GroupedExperts, GroupedExpertsSessions, type ExpertWeights } from "../src/runtime/grouped-experts.ts";
+import {
+  GroupedExperts,
+  GroupedExpertsSessions,
+  type ExpertWeights,
+} from "../src/runtime/grouped-experts.ts";
 
 const H = 24;
 const I = 12;
@@ -18,7 +22,12 @@ function random(n: number, seed: number): Float32Array {
 const silu = (v: number): number => v / (1 + Math.exp(-v));
 
 /** Naive float64 reference of Σ_j w_j · down(silu(gate x) · up x). */
-function naive(rows: Float32Array, ids: Int32Array, wts: Float32Array, experts: ReadonlyMap<number, ExpertWeights>): Float64Array {
+function naive(
+  rows: Float32Array,
+  ids: Int32Array,
+  wts: Float32Array,
+  experts: ReadonlyMap<number, ExpertWeights>,
+): Float64Array {
   const T = rows.length / H;
   const k = ids.length / T;
   const out = new Float64Array(T * H);
@@ -49,12 +58,16 @@ function naive(rows: Float32Array, ids: Int32Array, wts: Float32Array, experts: 
 function assertClose(actual: Float32Array, expected: Float64Array, tol: number): void {
   assert.equal(actual.length, expected.length);
   let max = 0;
-  for (let i = 0; i < actual.length; i++) max = Math.max(max, Math.abs((actual[i] as number) - (expected[i] as number)));
+  for (let i = 0; i < actual.length; i++)
+    max = Math.max(max, Math.abs((actual[i] as number) - (expected[i] as number)));
   assert.ok(max <= tol, `max abs diff ${max}`);
 }
 
 const allExperts = new Map<number, ExpertWeights>(
-  Array.from({ length: E }, (_, e) => [e, { gate: random(I * H, 3 * e + 1), up: random(I * H, 3 * e + 2), down: random(H * I, 3 * e + 3) }]),
+  Array.from({ length: E }, (_, e) => [
+    e,
+    { gate: random(I * H, 3 * e + 1), up: random(I * H, 3 * e + 2), down: random(H * I, 3 * e + 3) },
+  ]),
 );
 
 describe("GroupedExperts", () => {
@@ -67,7 +80,8 @@ describe("GroupedExperts", () => {
   const ids = new Int32Array(T * k);
   const wts = random(T * k, 7).map((v) => v + 1);
   // rows pick distinct experts; row 8 uses only experts 12..15
-  for (let t = 0; t < T; t++) for (let j = 0; j < k; j++) ids[t * k + j] = t === 8 ? 12 + j : (t * 5 + j * 3) % 12;
+  for (let t = 0; t < T; t++)
+    for (let j = 0; j < k; j++) ids[t * k + j] = t === 8 ? 12 + j : (t * 5 + j * 3) % 12;
 
   it("matches a naive reference when holding every expert", async () => {
     const g = await GroupedExperts.fromWeights(sessions, allExperts);
@@ -84,7 +98,10 @@ describe("GroupedExperts", () => {
   });
 
   it("returns zeros when no row's experts are held", async () => {
-    const g = await GroupedExperts.fromWeights(sessions, new Map([[15, allExperts.get(15) as ExpertWeights]]));
+    const g = await GroupedExperts.fromWeights(
+      sessions,
+      new Map([[15, allExperts.get(15) as ExpertWeights]]),
+    );
     const only = Int32Array.from({ length: T * k }, () => 3);
     assert.ok((await g.run(rows, only, wts)).every((v) => v === 0));
   });
@@ -96,7 +113,14 @@ describe("GroupedExperts", () => {
     const rep = Int32Array.from({ length: T * k }, (_, i) => (i % k < 2 ? 5 : 1));
     const w = Float32Array.from({ length: T * k }, (_, i) => (i % k === 1 && i < k ? 0 : 0.25 + (i % 3)));
     assertClose(await g.run(rows, rep, w), naive(rows, rep, w, one), 1e-5);
-    await assert.rejects(g.run(rows, ids, wts.map((v) => -v)), /not ≥ 0/);
+    await assert.rejects(
+      g.run(
+        rows,
+        ids,
+        wts.map((v) => -v),
+      ),
+      /not ≥ 0/,
+    );
   });
 
   it("accepts rows that are a view into a larger buffer", async () => {

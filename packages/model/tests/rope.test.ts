@@ -19,7 +19,12 @@ describe("ropeParams", () => {
   }
 
   it("plain RoPE without rope_scaling", () => {
-    const config = { qkRopeHeadDim: 4, qkNopeHeadDim: 12, ropeTheta: 10000, ropeScaling: null } as unknown as ModelConfig;
+    const config = {
+      qkRopeHeadDim: 4,
+      qkNopeHeadDim: 12,
+      ropeTheta: 10000,
+      ropeScaling: null,
+    } as unknown as ModelConfig;
     const r = ropeParams(config);
     assert.deepEqual(Array.from(r.invFreq), [1, Math.fround(0.01)]);
     assert.equal(r.softmaxScale, 0.25);

@@ -42,11 +42,23 @@ for (const fixture of FIXTURE_NAMES) {
             gl.experts.forEach((experts, row) => {
               const where = `${prompt.name} layer ${gl.layer} row ${row}`;
               assert.deepEqual(Array.from(r.experts.subarray(row * K, (row + 1) * K)), experts, where);
-              assert.deepEqual(Array.from(r.groups.subarray(row * KG, (row + 1) * KG)), gl.groups[row], where);
+              assert.deepEqual(
+                Array.from(r.groups.subarray(row * KG, (row + 1) * KG)),
+                gl.groups[row],
+                where,
+              );
               const w = r.weights.subarray(row * K, (row + 1) * K);
-              gl.weights[row]!.forEach((gw, j) => assert.ok(Math.abs(gw - (w[j] as number)) <= 1e-5, `${where} weight ${j}`));
-              assert.ok(Math.abs((r.expertMargin[row] as number) - gl.expert_margin[row]!) <= 1e-5, `${where} expert margin`);
-              assert.ok(Math.abs((r.groupMargin[row] as number) - gl.group_margin[row]!) <= 1e-5, `${where} group margin`);
+              gl.weights[row]!.forEach((gw, j) =>
+                assert.ok(Math.abs(gw - (w[j] as number)) <= 1e-5, `${where} weight ${j}`),
+              );
+              assert.ok(
+                Math.abs((r.expertMargin[row] as number) - gl.expert_margin[row]!) <= 1e-5,
+                `${where} expert margin`,
+              );
+              assert.ok(
+                Math.abs((r.groupMargin[row] as number) - gl.group_margin[row]!) <= 1e-5,
+                `${where} group margin`,
+              );
               rowsChecked++;
             });
           }
@@ -63,7 +75,13 @@ describe("routeTokens", () => {
   it("falls back to max-per-group scores without a bias and keeps weights summing to the scale", () => {
     // 4 experts, 2 groups of 2, keep 1 group, top-2
     const scores = Float32Array.from([3, -3, 2, 2], (v) => 1 / (1 + Math.exp(-v)));
-    const r = routeTokens(scores, null, { nExperts: 4, topK: 2, nGroup: 2, topkGroup: 1, routedScalingFactor: 2 });
+    const r = routeTokens(scores, null, {
+      nExperts: 4,
+      topK: 2,
+      nGroup: 2,
+      topkGroup: 1,
+      routedScalingFactor: 2,
+    });
     // group 0 max = sigmoid(3) > group 1 max = sigmoid(2)
     assert.deepEqual(Array.from(r.groups), [0]);
     assert.deepEqual(Array.from(r.experts), [0, 1]);
@@ -71,6 +89,16 @@ describe("routeTokens", () => {
   });
 
   it("rejects inconsistent group settings", () => {
-    assert.throws(() => routeTokens(new Float32Array(6), null, { nExperts: 6, topK: 2, nGroup: 4, topkGroup: 2, routedScalingFactor: 1 }), /inconsistent/);
+    assert.throws(
+      () =>
+        routeTokens(new Float32Array(6), null, {
+          nExperts: 6,
+          topK: 2,
+          nGroup: 4,
+          topkGroup: 2,
+          routedScalingFactor: 1,
+        }),
+      /inconsistent/,
+    );
   });
 });

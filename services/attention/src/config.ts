@@ -31,7 +31,8 @@ export const attentionConfig = defineConfig({
     port: 50051,
     metricsPort: 9451,
     grpcService: "AttentionService",
-    redisDoc: "Redis holding the current placement; without it the placement comes from EXPERTMESH_PLACEMENT_FILE",
+    redisDoc:
+      "Redis holding the current placement; without it the placement comes from EXPERTMESH_PLACEMENT_FILE",
   }),
   workerAddresses: listOption({
     env: "EXPERTMESH_WORKER_ADDRESSES",

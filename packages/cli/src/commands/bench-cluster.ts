@@ -42,7 +42,15 @@ export interface ClusterBenchSettings {
 }
 
 export interface ClusterBenchReport {
-  setup: { workers: number; nodes: number; wire: string; combine: string; attentionThreads: number; workerThreads: number; workerStartSeconds: number };
+  setup: {
+    workers: number;
+    nodes: number;
+    wire: string;
+    combine: string;
+    attentionThreads: number;
+    workerThreads: number;
+    workerStartSeconds: number;
+  };
   /** Per B: decode/prefill tok/s of each system and the cluster ÷ single-process ratios. */
   throughput: {
     batchSize: number;
@@ -89,7 +97,14 @@ export async function runClusterBench(s: ClusterBenchSettings): Promise<ClusterB
     s.log(`${workers.length} expert-workers serving after ${workerStartSeconds.toFixed(1)} s`);
     const addresses = new Map(workers.map((w) => [w.name, w.address]));
     const remote = (rowDtype: RowDtype, combineDtype: CombineDtype): RemoteRoutedExperts => {
-      const r = new RemoteRoutedExperts({ placement, addresses, hiddenSize: config.hiddenSize, rowDtype, combineDtype, timeoutMs: 120_000 });
+      const r = new RemoteRoutedExperts({
+        placement,
+        addresses,
+        hiddenSize: config.hiddenSize,
+        rowDtype,
+        combineDtype,
+        timeoutMs: 120_000,
+      });
       backends.push(r);
       return r;
     };
@@ -112,7 +127,12 @@ export async function runClusterBench(s: ClusterBenchSettings): Promise<ClusterB
       decodeSteps: s.decodeSteps,
       reps: s.reps,
       maxNumBatchedTokens: s.maxNumBatchedTokens,
-      onBatch: (r) => s.log(`cluster B=${r.batchSize}: ${Object.entries(r.systems).map(([n, f]) => `${n} decode ${f.decodeTokS.toFixed(0)} tok/s`).join(", ")}`),
+      onBatch: (r) =>
+        s.log(
+          `cluster B=${r.batchSize}: ${Object.entries(r.systems)
+            .map(([n, f]) => `${n} decode ${f.decodeTokS.toFixed(0)} tok/s`)
+            .join(", ")}`,
+        ),
     });
 
     const firstMoe = config.firstKDenseReplace;
@@ -124,7 +144,8 @@ export async function runClusterBench(s: ClusterBenchSettings): Promise<ClusterB
       topK: config.numExpertsPerTok,
       rows: [Math.max(...s.batchSizes), Math.min(s.maxNumBatchedTokens, 64 * s.promptLength)],
     });
-    for (const w of wire.sizes) s.log(`wire rows=${w.rows}: dispatch ${w.dispatchMs.toFixed(2)} ms vs tcp ${w.tcpMs.toFixed(2)} ms`);
+    for (const w of wire.sizes)
+      s.log(`wire rows=${w.rows}: dispatch ${w.dispatchMs.toFixed(2)} ms vs tcp ${w.tcpMs.toFixed(2)} ms`);
 
     const prompts = benchPrompts(s.deviationPrompts, s.promptLength, config.vocabSize, 1);
     const use = (backend: RemoteRoutedExperts) => () => {
@@ -142,13 +163,29 @@ export async function runClusterBench(s: ClusterBenchSettings): Promise<ClusterB
       s.decodeSteps,
     );
     model.setRoutedExperts(main);
-    for (const v of variants) s.log(`deviation ${v.name}: max |Δlogit| ${v.maxAbsLogitDiff.toExponential(2)}, greedy ${v.greedyMatches}/${v.sequences}`);
+    for (const v of variants)
+      s.log(
+        `deviation ${v.name}: max |Δlogit| ${v.maxAbsLogitDiff.toExponential(2)}, greedy ${v.greedyMatches}/${v.sequences}`,
+      );
 
     return {
-      setup: { workers: s.workers, nodes: s.nodes, wire: WireDtype[main.rowDtype], combine: WireDtype[main.combineDtype], attentionThreads: s.threads, workerThreads: s.workerThreads, workerStartSeconds },
+      setup: {
+        workers: s.workers,
+        nodes: s.nodes,
+        wire: WireDtype[main.rowDtype],
+        combine: WireDtype[main.combineDtype],
+        attentionThreads: s.threads,
+        workerThreads: s.workerThreads,
+        workerStartSeconds,
+      },
       throughput: rows.map((r) => summarize(r)),
       wire,
-      wireDeviation: { reference: "float32 wire", prompts: prompts.length, decodeSteps: s.decodeSteps, variants },
+      wireDeviation: {
+        reference: "float32 wire",
+        prompts: prompts.length,
+        decodeSteps: s.decodeSteps,
+        variants,
+      },
     };
   } finally {
     await Promise.all(backends.map((b) => b.close(1_000)));

@@ -7,7 +7,14 @@
 import { writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
-import { benchExpertCompute, benchThroughput, checkGoals, ensureBenchModel, PEER_RESULTS, type ThroughputResult } from "@expertmesh/engine";
+import {
+  benchExpertCompute,
+  benchThroughput,
+  checkGoals,
+  ensureBenchModel,
+  PEER_RESULTS,
+  type ThroughputResult,
+} from "@expertmesh/engine";
 import { loadModel } from "@expertmesh/model";
 import type { ModelConfig } from "@expertmesh/model";
 import { intFlag, parseCommandArgs, withUsage } from "../command-args.ts";
@@ -88,7 +95,8 @@ export async function run(args: string[]): Promise<void> {
   const threads = positiveInt("threads", values.threads, 2);
   const maxNumBatchedTokens = positiveInt("max-batched-tokens", values["max-batched-tokens"], 2048);
   const wire = values.wire ?? "bf16";
-  if (wire !== "bf16" && wire !== "float32") throw usageError(`--wire must be bf16 or float32, got '${wire}'`);
+  if (wire !== "bf16" && wire !== "float32")
+    throw usageError(`--wire must be bf16 or float32, got '${wire}'`);
   const workers = positiveInt("workers", values.workers, 2);
   const nodes = positiveInt("nodes", values.nodes, Math.min(2, workers));
   const workerThreads = positiveInt("worker-threads", values["worker-threads"], 1);
@@ -120,9 +128,17 @@ export async function run(args: string[]): Promise<void> {
   let cluster: ClusterBenchReport | null = null;
   try {
     for (const batchSize of batchSizes) {
-      const r = await benchThroughput(model, { batchSize, promptLength, decodeSteps, reps, maxNumBatchedTokens });
+      const r = await benchThroughput(model, {
+        batchSize,
+        promptLength,
+        decodeSteps,
+        reps,
+        maxNumBatchedTokens,
+      });
       results.push({ ...r, rssBytes: process.memoryUsage().rss });
-      log(`B=${batchSize}: prefill ${r.prefillTokS.toFixed(0)} tok/s, decode ${r.decodeTokS.toFixed(0)} tok/s`);
+      log(
+        `B=${batchSize}: prefill ${r.prefillTokS.toFixed(0)} tok/s, decode ${r.decodeTokS.toFixed(0)} tok/s`,
+      );
     }
     if (values.cluster === true) {
       cluster = await runClusterBench({
@@ -150,12 +166,25 @@ export async function run(args: string[]): Promise<void> {
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
 
   const c = model.config;
-  const expertRows = [...new Set([...batchSizes, ...batchSizes.map((b) => b * promptLength)])].sort((a, b) => a - b);
+  const expertRows = [...new Set([...batchSizes, ...batchSizes.map((b) => b * promptLength)])].sort(
+    (a, b) => a - b,
+  );
   const expertCompute =
     values["no-experts"] === true
       ? null
-      : await benchExpertCompute({ hidden: c.hiddenSize, inter: c.moeIntermediateSize, numExperts: c.nRoutedExperts, topK: c.numExpertsPerTok, rows: expertRows, threads });
-  if (expertCompute !== null) for (const e of expertCompute) log(`experts rows=${e.rows}: grouped ${e.groupedMs.toFixed(2)} ms vs dense ${e.denseMs.toFixed(2)} ms (×${e.ratio.toFixed(2)})`);
+      : await benchExpertCompute({
+          hidden: c.hiddenSize,
+          inter: c.moeIntermediateSize,
+          numExperts: c.nRoutedExperts,
+          topK: c.numExpertsPerTok,
+          rows: expertRows,
+          threads,
+        });
+  if (expertCompute !== null)
+    for (const e of expertCompute)
+      log(
+        `experts rows=${e.rows}: grouped ${e.groupedMs.toFixed(2)} ms vs dense ${e.denseMs.toFixed(2)} ms (×${e.ratio.toFixed(2)})`,
+      );
 
   const decode = new Map(results.map((r) => [r.batchSize, r.decodeTokS]));
   const prefill = new Map(results.map((r) => [r.batchSize, r.prefillTokS]));
@@ -163,9 +192,24 @@ export async function run(args: string[]): Promise<void> {
   const report = {
     benchmark: "expertmesh engine, single process",
     model: { dir: modelDir, cached, loadSeconds: round(loadS), params: paramCount(c) },
-    protocol: { promptLength, decodeSteps, threads, reps, batchSizes, maxNumBatchedTokens, sampling: "greedy, EOS ignored", statistic: "median" },
+    protocol: {
+      promptLength,
+      decodeSteps,
+      threads,
+      reps,
+      batchSizes,
+      maxNumBatchedTokens,
+      sampling: "greedy, EOS ignored",
+      statistic: "median",
+    },
     // Load averages (1/5/15 min) before and after: above the core count, other work shared the CPUs.
-    machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? "unknown", node: process.version, loadavgBefore: loadBefore.map(round), loadavgAfter: loadavg().map(round) },
+    machine: {
+      cpus: cpu.length,
+      cpuModel: cpu[0]?.model ?? "unknown",
+      node: process.version,
+      loadavgBefore: loadBefore.map(round),
+      loadavgAfter: loadavg().map(round),
+    },
     results: results.map((r) => ({
       batchSize: r.batchSize,
       prefillTokS: round(r.prefillTokS),
@@ -180,19 +224,23 @@ export async function run(args: string[]): Promise<void> {
       rssBytes: r.rssBytes,
     })),
     memory: { rssAfterLoadBytes: rssAfterLoad, peakRssBytes },
-    expertCompute: expertCompute?.map((e) => ({
-      ...e,
-      groupedMs: round(e.groupedMs),
-      denseMs: round(e.denseMs),
-      groupedGflops: round(e.groupedGflops),
-      denseGflops: round(e.denseGflops),
-      ratio: round(e.ratio),
-    })) ?? null,
+    expertCompute:
+      expertCompute?.map((e) => ({
+        ...e,
+        groupedMs: round(e.groupedMs),
+        denseMs: round(e.denseMs),
+        groupedGflops: round(e.groupedGflops),
+        denseGflops: round(e.denseGflops),
+        ratio: round(e.ratio),
+      })) ?? null,
     peers: PEER_RESULTS,
     // --cluster: measured after the single-process figures above, with the single-process engine
     // re-measured side by side (ratios are of figures taken together).
     cluster: cluster === null ? null : roundDeep(cluster),
-    goals: checkGoals(decode, prefill).map((g) => ({ ...g, measured: g.measured === null ? null : round(g.measured) })),
+    goals: checkGoals(decode, prefill).map((g) => ({
+      ...g,
+      measured: g.measured === null ? null : round(g.measured),
+    })),
   };
   const json = JSON.stringify(report, null, 2);
   console.log(json);
@@ -202,7 +250,15 @@ export async function run(args: string[]): Promise<void> {
 
 /** Every non-integer number in a JSON-like value rounded to 2 decimals (4 significant digits below 0.01). */
 function roundDeep<T>(value: T): T {
-  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? (Math.abs(v) < 0.01 ? Number(v.toPrecision(4)) : round(v)) : v))) as T;
+  return JSON.parse(
+    JSON.stringify(value, (_k, v: unknown) =>
+      typeof v === "number" && !Number.isInteger(v)
+        ? Math.abs(v) < 0.01
+          ? Number(v.toPrecision(4))
+          : round(v)
+        : v,
+    ),
+  ) as T;
 }
 
 function round(x: number): number {
@@ -214,10 +270,19 @@ function paramCount(c: ModelConfig): number {
   const H = c.hiddenSize;
   const qk = c.qkNopeHeadDim + c.qkRopeHeadDim;
   const attn =
-    H * c.qLoraRank + c.qLoraRank + c.qLoraRank * c.numHeads * qk + H * (c.kvLoraRank + c.qkRopeHeadDim) + c.kvLoraRank +
-    c.kvLoraRank * c.numHeads * (c.qkNopeHeadDim + c.vHeadDim) + c.numHeads * c.vHeadDim * H + 2 * H;
+    H * c.qLoraRank +
+    c.qLoraRank +
+    c.qLoraRank * c.numHeads * qk +
+    H * (c.kvLoraRank + c.qkRopeHeadDim) +
+    c.kvLoraRank +
+    c.kvLoraRank * c.numHeads * (c.qkNopeHeadDim + c.vHeadDim) +
+    c.numHeads * c.vHeadDim * H +
+    2 * H;
   const dense = 3 * H * c.intermediateSize;
-  const moe = (c.nRoutedExperts + c.nSharedExperts) * 3 * H * c.moeIntermediateSize + c.nRoutedExperts * H + c.nRoutedExperts;
+  const moe =
+    (c.nRoutedExperts + c.nSharedExperts) * 3 * H * c.moeIntermediateSize +
+    c.nRoutedExperts * H +
+    c.nRoutedExperts;
   const layers = c.firstKDenseReplace * (attn + dense) + (c.numLayers - c.firstKDenseReplace) * (attn + moe);
   return 2 * c.vocabSize * H + layers + H;
 }

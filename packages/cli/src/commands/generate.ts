@@ -40,7 +40,8 @@ function parseNumber(flag: string, text: string | undefined, integer: boolean): 
 
 function parsePromptIds(text: string): number[] {
   const parts = text.split(",").map((p) => p.trim());
-  if (parts.some((p) => !/^\d+$/.test(p))) throw usageError(`--prompt-ids must be comma-separated non-negative integers, got '${text}'`);
+  if (parts.some((p) => !/^\d+$/.test(p)))
+    throw usageError(`--prompt-ids must be comma-separated non-negative integers, got '${text}'`);
   return parts.map(Number);
 }
 
@@ -69,7 +70,8 @@ export async function run(args: string[]): Promise<void> {
   if (modelDir === undefined || modelDir === "") throw usageError("--model is required");
   const promptText = values.prompt;
   const promptIdsText = values["prompt-ids"];
-  if ((promptText === undefined) === (promptIdsText === undefined)) throw usageError("give exactly one of --prompt and --prompt-ids");
+  if ((promptText === undefined) === (promptIdsText === undefined))
+    throw usageError("give exactly one of --prompt and --prompt-ids");
   const threads = parseNumber("threads", values.threads, true) ?? 2;
   const logprobs = parseNumber("logprobs", values.logprobs, true);
   const sampling: SamplingOptions = {
@@ -91,7 +93,10 @@ export async function run(args: string[]): Promise<void> {
   let promptIds: number[];
   if (promptText !== undefined) {
     if (tokenizer === null) {
-      throw new ExpertMeshError(Code.FAILED_PRECONDITION, `${modelDir} has no tokenizer.json, so it takes token ids only: use --prompt-ids 1,2,3`);
+      throw new ExpertMeshError(
+        Code.FAILED_PRECONDITION,
+        `${modelDir} has no tokenizer.json, so it takes token ids only: use --prompt-ids 1,2,3`,
+      );
     }
     promptIds = tokenizer.encode(promptText);
     if (tokenizer.bosId !== null) promptIds.unshift(tokenizer.bosId);
@@ -118,7 +123,13 @@ export async function run(args: string[]): Promise<void> {
   }
 }
 
-async function streamOutputs(engine: Engine, promptIds: number[], sampling: SamplingOptions, tokenizer: TextTokenizer | null, signal: AbortSignal): Promise<void> {
+async function streamOutputs(
+  engine: Engine,
+  promptIds: number[],
+  sampling: SamplingOptions,
+  tokenizer: TextTokenizer | null,
+  signal: AbortSignal,
+): Promise<void> {
   const decoder = tokenizer?.createIncrementalDecoder({ promptIds }) ?? null;
   const jsonLines = sampling.logprobs !== undefined;
   const out = process.stdout;
@@ -137,7 +148,13 @@ async function streamOutputs(engine: Engine, promptIds: number[], sampling: Samp
           const line = {
             id,
             ...(text !== undefined ? { text } : {}),
-            ...(lp !== undefined ? { logprob: lp.chosen.logprob, rank: lp.chosen.rank, top: lp.top.map((t) => ({ id: t.tokenId, logprob: t.logprob })) } : {}),
+            ...(lp !== undefined
+              ? {
+                  logprob: lp.chosen.logprob,
+                  rank: lp.chosen.rank,
+                  top: lp.top.map((t) => ({ id: t.tokenId, logprob: t.logprob })),
+                }
+              : {}),
           };
           out.write(`${JSON.stringify(line)}\n`);
         } else {

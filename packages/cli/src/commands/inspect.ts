@@ -48,10 +48,15 @@ export async function run(args: string[]): Promise<void> {
   );
   if (values === null) return;
   for (const required of ["model", "prompts", "out"] as const) {
-    if (values[required] === undefined) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `--${required} is required (see --help)`);
+    if (values[required] === undefined)
+      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `--${required} is required (see --help)`);
   }
   const threads = values.threads === undefined ? 0 : Number(values.threads);
-  if (!Number.isInteger(threads) || threads < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `--threads must be a non-negative integer, got ${values.threads}`);
+  if (!Number.isInteger(threads) || threads < 0)
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `--threads must be a non-negative integer, got ${values.threads}`,
+    );
 
   const promptsPath = values.prompts as string;
   let prompts = parsePromptsFile(await readJsonFile(promptsPath, "prompts file"), promptsPath);

@@ -68,12 +68,16 @@ function quantile(values: readonly number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
 }
 
-export async function benchDispatchWire(experts: RemoteRoutedExperts, options: WireBenchOptions): Promise<WireBenchResult> {
+export async function benchDispatchWire(
+  experts: RemoteRoutedExperts,
+  options: WireBenchOptions,
+): Promise<WireBenchResult> {
   const H = experts.hiddenSize;
   const random = rng(options.seed ?? 0);
   const minRuns = options.minRuns ?? 10;
   const minMs = options.minMs ?? 300;
-  const rowBytes = H * bytesPerValue(experts.rowDtype) + (experts.rowDtype === WireDtype.FP8_E4M3 ? (H / FP8_BLOCK) * 4 : 0);
+  const rowBytes =
+    H * bytesPerValue(experts.rowDtype) + (experts.rowDtype === WireDtype.FP8_E4M3 ? (H / FP8_BLOCK) * 4 : 0);
   const sumBytes = H * bytesPerValue(experts.combineDtype);
   const echo = await TcpEcho.start();
   const sizes: WireSizeResult[] = [];
@@ -123,7 +127,8 @@ export async function benchDispatchWire(experts: RemoteRoutedExperts, options: W
   const perGroup = Math.ceil(options.topK / options.topkGroup);
   const groups = [...Array(options.nGroup).keys()].sort(() => random() - 0.5).slice(0, options.topkGroup);
   const ids = new Int32Array(options.topK);
-  for (let j = 0; j < options.topK; j++) ids[j] = (groups[Math.floor(j / perGroup) % groups.length] ?? 0) * groupSize + (j % perGroup);
+  for (let j = 0; j < options.topK; j++)
+    ids[j] = (groups[Math.floor(j / perGroup) % groups.length] ?? 0) * groupSize + (j % perGroup);
   const row = Float32Array.from({ length: H }, () => random() * 2 - 1);
   const w = new Float32Array(options.topK).fill(1 / options.topK);
   const runs = options.tokenRuns ?? 200;

@@ -51,8 +51,13 @@ export class TcpEcho {
     try {
       const port = await new Promise<number>((resolve, reject) => {
         let text = "";
-        const timer = setTimeout(() => reject(new ExpertMeshError(Code.DEADLINE_EXCEEDED, "tcp echo server did not start")), timeoutMs);
-        child.once("exit", (code) => reject(new ExpertMeshError(Code.UNAVAILABLE, `tcp echo server exited (${code})`)));
+        const timer = setTimeout(
+          () => reject(new ExpertMeshError(Code.DEADLINE_EXCEEDED, "tcp echo server did not start")),
+          timeoutMs,
+        );
+        child.once("exit", (code) =>
+          reject(new ExpertMeshError(Code.UNAVAILABLE, `tcp echo server exited (${code})`)),
+        );
         child.stdout?.on("data", (c: Buffer) => {
           text += c.toString();
           const m = /port (\d+)\n/.exec(text);

@@ -45,11 +45,16 @@ export interface SystemsBenchRow {
  * that load from other work on the machine hits every system alike and their ratios mean
  * something on a noisy machine. Each run is a fresh EngineCore with the same B prompts.
  */
-export async function benchSystemsTogether(systems: readonly BenchSystem[], options: SystemsBenchOptions): Promise<SystemsBenchRow[]> {
+export async function benchSystemsTogether(
+  systems: readonly BenchSystem[],
+  options: SystemsBenchOptions,
+): Promise<SystemsBenchRow[]> {
   const rows: SystemsBenchRow[] = [];
   for (const B of options.batchSizes) {
     const active = systems.filter((s) => B >= (s.minBatch ?? 1));
-    const times = new Map(active.map((s) => [s.name, { prefillMs: [] as number[], decodeMs: [] as number[] }]));
+    const times = new Map(
+      active.map((s) => [s.name, { prefillMs: [] as number[], decodeMs: [] as number[] }]),
+    );
     for (let rep = -1; rep < options.reps; rep++) {
       for (const s of active) {
         const t = await timeOneRun(s, B, options);
@@ -75,7 +80,11 @@ export async function benchSystemsTogether(systems: readonly BenchSystem[], opti
 }
 
 /** Prefill (until every sequence has its first token) and decode wall times of one run. */
-async function timeOneRun(system: BenchSystem, B: number, options: SystemsBenchOptions): Promise<{ prefillMs: number; decodeMs: number }> {
+async function timeOneRun(
+  system: BenchSystem,
+  B: number,
+  options: SystemsBenchOptions,
+): Promise<{ prefillMs: number; decodeMs: number }> {
   const { promptLength, decodeSteps } = options;
   const prompts = benchPrompts(B, promptLength, system.model.config.vocabSize, options.seed);
   const blockSize = 16;
@@ -87,19 +96,36 @@ async function timeOneRun(system: BenchSystem, B: number, options: SystemsBenchO
     microBatches: system.microBatches ?? 1,
   });
   const t0 = performance.now();
-  prompts.forEach((p, i) => core.addRequest({ requestId: `b${i}`, promptTokenIds: p, sampling: { temperature: 0, maxTokens: decodeSteps + 1, ignoreEos: true } }));
+  prompts.forEach((p, i) =>
+    core.addRequest({
+      requestId: `b${i}`,
+      promptTokenIds: p,
+      sampling: { temperature: 0, maxTokens: decodeSteps + 1, ignoreEos: true },
+    }),
+  );
   let started = 0;
   while (started < B) {
     const { outputs } = await core.step();
     for (const o of outputs) {
-      if (o.finishReason === "error") throw new ExpertMeshError(Code.INTERNAL, `${system.name}: request ${o.requestId} failed: ${o.error?.message ?? "unknown"}`, o.error === undefined ? {} : { cause: o.error });
+      if (o.finishReason === "error")
+        throw new ExpertMeshError(
+          Code.INTERNAL,
+          `${system.name}: request ${o.requestId} failed: ${o.error?.message ?? "unknown"}`,
+          o.error === undefined ? {} : { cause: o.error },
+        );
       if (o.numOutputTokens === 1 && o.newTokenIds.length === 1) started++;
     }
   }
   const t1 = performance.now();
   while (core.hasUnfinishedRequests()) {
     const { outputs } = await core.step();
-    for (const o of outputs) if (o.finishReason === "error") throw new ExpertMeshError(Code.INTERNAL, `${system.name}: request ${o.requestId} failed: ${o.error?.message ?? "unknown"}`, o.error === undefined ? {} : { cause: o.error });
+    for (const o of outputs)
+      if (o.finishReason === "error")
+        throw new ExpertMeshError(
+          Code.INTERNAL,
+          `${system.name}: request ${o.requestId} failed: ${o.error?.message ?? "unknown"}`,
+          o.error === undefined ? {} : { cause: o.error },
+        );
   }
   const t2 = performance.now();
   return { prefillMs: t1 - t0, decodeMs: t2 - t1 };

@@ -57,16 +57,32 @@ export async function measureWireDeviation(
       if (at < 0) matches++;
       else first = first === null ? at : Math.min(first, at);
     });
-    out.push({ name: v.name, maxAbsLogitDiff: maxAbs, greedyMatches: matches, sequences: prompts.length, firstDivergence: first });
+    out.push({
+      name: v.name,
+      maxAbsLogitDiff: maxAbs,
+      greedyMatches: matches,
+      sequences: prompts.length,
+      firstDivergence: first,
+    });
   }
   return out;
 }
 
 /** Greedy continuations (EOS ignored) of all prompts, batched in one engine. */
-async function greedy(model: EngineModel, prompts: readonly (readonly number[])[], steps: number): Promise<number[][]> {
+async function greedy(
+  model: EngineModel,
+  prompts: readonly (readonly number[])[],
+  steps: number,
+): Promise<number[][]> {
   const core = new EngineCore(model, { kvCacheBytes: 64 * 2 ** 20, maxNumSeqs: prompts.length });
   const tokens = prompts.map((): number[] => []);
-  prompts.forEach((p, i) => core.addRequest({ requestId: String(i), promptTokenIds: p, sampling: { temperature: 0, maxTokens: steps, ignoreEos: true } }));
+  prompts.forEach((p, i) =>
+    core.addRequest({
+      requestId: String(i),
+      promptTokenIds: p,
+      sampling: { temperature: 0, maxTokens: steps, ignoreEos: true },
+    }),
+  );
   while (core.hasUnfinishedRequests()) {
     const { outputs } = await core.step();
     for (const o of outputs) tokens[Number(o.requestId)]!.push(...o.newTokenIds);
@@ -75,9 +91,22 @@ async function greedy(model: EngineModel, prompts: readonly (readonly number[])[
 }
 
 /** Logits of every position of every sequence, one forward: [Σ lengths, vocab]. */
-async function allLogits(model: DeviationModel, sequences: readonly (readonly number[])[]): Promise<Float32Array> {
+async function allLogits(
+  model: DeviationModel,
+  sequences: readonly (readonly number[])[],
+): Promise<Float32Array> {
   const kv = model.createKvStore();
   sequences.forEach((s, i) => kv.reserve(i, s.length));
-  const r = await model.forward({ sequences: sequences.map((s, i) => ({ seq: i, tokens: Int32Array.from(s), start: 0, logits: "all" as const })) }, kv);
+  const r = await model.forward(
+    {
+      sequences: sequences.map((s, i) => ({
+        seq: i,
+        tokens: Int32Array.from(s),
+        start: 0,
+        logits: "all" as const,
+      })),
+    },
+    kv,
+  );
   return r.logits;
 }

@@ -1,5 +1,11 @@
 import * as ort from "onnxruntime-node";
-import { createSession, GraphBuilder, GroupedExperts, GroupedExpertsSessions, type ExpertWeights } from "@expertmesh/model";
+import {
+  createSession,
+  GraphBuilder,
+  GroupedExperts,
+  GroupedExpertsSessions,
+  type ExpertWeights,
+} from "@expertmesh/model";
 import { SeededRng } from "../seeded-rng.ts";
 import { median } from "./median.ts";
 
@@ -63,7 +69,11 @@ export async function benchExpertCompute(options: ExpertComputeBenchOptions): Pr
   const sessionOptions = { executionProvider: "cpu", threads: options.threads };
   const experts = new Map<number, ExpertWeights>();
   for (let e = 0; e < E; e++) {
-    experts.set(e, { gate: randomArray(rng, I * H, 0.05), up: randomArray(rng, I * H, 0.05), down: randomArray(rng, H * I, 0.05) });
+    experts.set(e, {
+      gate: randomArray(rng, I * H, 0.05),
+      up: randomArray(rng, I * H, 0.05),
+      down: randomArray(rng, H * I, 0.05),
+    });
   }
   const sessions = new GroupedExpertsSessions(H, I, sessionOptions);
   const grouped = await GroupedExperts.fromWeights(sessions, experts);
@@ -81,11 +91,13 @@ export async function benchExpertCompute(options: ExpertComputeBenchOptions): Pr
       for (let t = 0; t < T; t++) {
         const picked = new Set<number>();
         while (picked.size < K) picked.add(rng.nextUint32() % E);
-        [...picked].sort((a, b) => a - b).forEach((e, j) => {
-          ids[t * K + j] = e;
-          weights[t * K + j] = rng.nextFloat();
-          active.add(e);
-        });
+        [...picked]
+          .sort((a, b) => a - b)
+          .forEach((e, j) => {
+            ids[t * K + j] = e;
+            weights[t * K + j] = rng.nextFloat();
+            active.add(e);
+          });
       }
       const A = T * K;
       const xDense = new ort.Tensor("float32", randomArray(rng, A * H, 1), [A, H]);

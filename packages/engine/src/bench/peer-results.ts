@@ -55,10 +55,14 @@ export interface GoalCheck {
  * The engine's goals from the bench README, checked against measured B → tok/s maps
  * (null where the B a goal needs was not measured).
  */
-export function checkGoals(decode: ReadonlyMap<number, number>, prefill: ReadonlyMap<number, number>): GoalCheck[] {
+export function checkGoals(
+  decode: ReadonlyMap<number, number>,
+  prefill: ReadonlyMap<number, number>,
+): GoalCheck[] {
   const exactLlama = PEER_RESULTS[1]!;
   const inexact = PEER_RESULTS.filter((p) => !p.exact);
-  const fastest = (b: number, key: "decodeTokS" | "prefillTokS"): number => Math.max(...PEER_RESULTS.map((p) => p[key][b] ?? 0));
+  const fastest = (b: number, key: "decodeTokS" | "prefillTokS"): number =>
+    Math.max(...PEER_RESULTS.map((p) => p[key][b] ?? 0));
   const check = (goal: string, target: number, measured: number | undefined): GoalCheck => ({
     goal,
     target,
@@ -67,10 +71,18 @@ export function checkGoals(decode: ReadonlyMap<number, number>, prefill: Readonl
   });
   return [
     check("decode B=64 ≥ 1.5 × exact llama.cpp", 1.5 * exactLlama.decodeTokS[64]!, decode.get(64)),
-    check("decode B=64 ≥ fastest inexact llama.cpp", Math.max(...inexact.map((p) => p.decodeTokS[64]!)), decode.get(64)),
+    check(
+      "decode B=64 ≥ fastest inexact llama.cpp",
+      Math.max(...inexact.map((p) => p.decodeTokS[64]!)),
+      decode.get(64),
+    ),
     check("prefill B=1 ahead of every row", fastest(1, "prefillTokS"), prefill.get(1)),
     check("prefill B=64 ahead of every row", fastest(64, "prefillTokS"), prefill.get(64)),
     check("decode B=1 ≥ exact llama.cpp", exactLlama.decodeTokS[1]!, decode.get(1)),
-    check("decode B=1 ≥ fastest llama.cpp", Math.max(...PEER_RESULTS.slice(1).map((p) => p.decodeTokS[1]!)), decode.get(1)),
+    check(
+      "decode B=1 ≥ fastest llama.cpp",
+      Math.max(...PEER_RESULTS.slice(1).map((p) => p.decodeTokS[1]!)),
+      decode.get(1),
+    ),
   ];
 }

@@ -35,16 +35,26 @@ export interface ThroughputResult {
 }
 
 /** B different prompts of ids in [2, vocab) (0/1 are BOS/EOS in the bench config). */
-export function benchPrompts(batchSize: number, promptLength: number, vocabSize: number, seed = 0): number[][] {
+export function benchPrompts(
+  batchSize: number,
+  promptLength: number,
+  vocabSize: number,
+  seed = 0,
+): number[][] {
   const rng = new SeededRng(seed);
-  return Array.from({ length: batchSize }, () => Array.from({ length: promptLength }, () => 2 + (rng.nextUint32() % (vocabSize - 2))));
+  return Array.from({ length: batchSize }, () =>
+    Array.from({ length: promptLength }, () => 2 + (rng.nextUint32() % (vocabSize - 2))),
+  );
 }
 
 /**
  * The bench protocol (shared/bench/README.md) on the engine: B sequences with different
  * prompts, prefill, then `decodeSteps` greedy steps with EOS ignored; a fresh EngineCore per run.
  */
-export async function benchThroughput(model: EngineModel, options: ThroughputBenchOptions): Promise<ThroughputResult> {
+export async function benchThroughput(
+  model: EngineModel,
+  options: ThroughputBenchOptions,
+): Promise<ThroughputResult> {
   const { batchSize: B, promptLength, decodeSteps } = options;
   const prompts = benchPrompts(B, promptLength, model.config.vocabSize, options.seed);
   const blockSize = 16;
@@ -55,10 +65,21 @@ export async function benchThroughput(model: EngineModel, options: ThroughputBen
   const decodeCpuMs: number[] = [];
   let prefillSteps = 0;
   for (let rep = -1; rep < options.reps; rep++) {
-    const core = new EngineCore(model, { blockSize, numKvBlocks, maxNumBatchedTokens: options.maxNumBatchedTokens, maxNumSeqs: Math.max(B, 1) });
+    const core = new EngineCore(model, {
+      blockSize,
+      numKvBlocks,
+      maxNumBatchedTokens: options.maxNumBatchedTokens,
+      maxNumSeqs: Math.max(B, 1),
+    });
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    prompts.forEach((p, i) => core.addRequest({ requestId: `b${i}`, promptTokenIds: p, sampling: { temperature: 0, maxTokens: decodeSteps + 1, ignoreEos: true } }));
+    prompts.forEach((p, i) =>
+      core.addRequest({
+        requestId: `b${i}`,
+        promptTokenIds: p,
+        sampling: { temperature: 0, maxTokens: decodeSteps + 1, ignoreEos: true },
+      }),
+    );
     let started = 0;
     let steps = 0;
     while (started < B) {

@@ -24,13 +24,9 @@ interface ChildReport {
 }
 
 async function measure(dir: string, mode: "--baseline" | "--tensors" | "--model"): Promise<ChildReport> {
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    ["--import", "tsx", CHILD, dir, mode],
-    {
-      maxBuffer: MB,
-    },
-  );
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", CHILD, dir, mode], {
+    maxBuffer: MB,
+  });
   return JSON.parse(stdout) as ChildReport;
 }
 
@@ -60,7 +56,9 @@ test("loading every bench tensor as float32 peaks below float32 size × 1.15 + 1
 
 test("loading the runnable bench model (loadModel) peaks below float32 size × 1.15 + 150 MB", async (t) => {
   const full = await measure(dir, "--model");
-  t.diagnostic(`float32 weights ${(full.float32Bytes / MB).toFixed(0)} MiB, peak RSS ${(full.maxRssBytes / MB).toFixed(0)} MiB, load ${full.loadMs} ms`);
+  t.diagnostic(
+    `float32 weights ${(full.float32Bytes / MB).toFixed(0)} MiB, peak RSS ${(full.maxRssBytes / MB).toFixed(0)} MiB, load ${full.loadMs} ms`,
+  );
   assert.equal(full.float32Bytes, 266_708_608 * 4);
   assert.ok(full.maxRssBytes < full.float32Bytes * 1.15 + 150 * MB, `peak RSS ${full.maxRssBytes} bytes`);
 });

@@ -8,7 +8,14 @@
 import { ExpertMeshError, Code } from "@expertmesh/shared";
 import type { DeepSeekModel } from "../runtime/deepseek-model.ts";
 import type { MoeLayerCapture } from "../runtime/forward-batch.ts";
-import { f32List, shortestF32, type GreedyStepReport, type InspectReport, type PromptReport, type RoutingLayerReport } from "./inspect-report.ts";
+import {
+  f32List,
+  shortestF32,
+  type GreedyStepReport,
+  type InspectReport,
+  type PromptReport,
+  type RoutingLayerReport,
+} from "./inspect-report.ts";
 import type { InspectPrompt } from "./prompts-file.ts";
 
 export interface InspectOptions {
@@ -32,7 +39,11 @@ export function top5(logits: Float32Array): { ids: number[]; values: number[] } 
   return { ids, values: ids.map((i) => shortestF32(logits[i] as number)) };
 }
 
-export async function inspectPrompts(model: DeepSeekModel, prompts: readonly InspectPrompt[], options: InspectOptions = {}): Promise<InspectReport> {
+export async function inspectPrompts(
+  model: DeepSeekModel,
+  prompts: readonly InspectPrompt[],
+  options: InspectOptions = {},
+): Promise<InspectReport> {
   const reports: PromptReport[] = [];
   for (const p of prompts) reports.push(await inspectPrompt(model, p, options));
   const c = model.config;
@@ -74,7 +85,10 @@ export async function inspectPrompts(model: DeepSeekModel, prompts: readonly Ins
       mscale: y === null ? 1 : 0.1 * y.mscaleAllDim * Math.log(y.factor) + 1,
       yarn_correction_range: model.rope.correctionRange,
       rope_inv_freq: f32List(model.rope.invFreq),
-      moe_layers: Array.from({ length: c.numLayers - c.firstKDenseReplace }, (_, i) => c.firstKDenseReplace + i),
+      moe_layers: Array.from(
+        { length: c.numLayers - c.firstKDenseReplace },
+        (_, i) => c.firstKDenseReplace + i,
+      ),
       experts_per_group: c.nRoutedExperts / c.nGroup,
     },
     max_new_tokens: Math.max(0, ...prompts.map((p) => p.maxNewTokens)),
@@ -82,7 +96,11 @@ export async function inspectPrompts(model: DeepSeekModel, prompts: readonly Ins
   };
 }
 
-async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: InspectOptions): Promise<PromptReport> {
+async function inspectPrompt(
+  model: DeepSeekModel,
+  p: InspectPrompt,
+  options: InspectOptions,
+): Promise<PromptReport> {
   const V = model.config.vocabSize;
   const H = model.dims.H;
   const L = p.tokens.length;
@@ -99,17 +117,31 @@ async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: In
   kv.reserve(seq, L + N);
 
   // prefill
-  const pre = await model.forward({ sequences: [{ seq, tokens: Int32Array.from(p.tokens), start: 0, logits: "all" }] }, kv, { capture: "all" });
+  const pre = await model.forward(
+    { sequences: [{ seq, tokens: Int32Array.from(p.tokens), start: 0, logits: "all" }] },
+    kv,
+    { capture: "all" },
+  );
   const capture = pre.capture;
   if (capture === undefined) throw new ExpertMeshError(Code.INTERNAL, "forward returned no capture");
   const prefillTop = Array.from({ length: L }, (_, i) => top5(pre.logits.subarray(i * V, (i + 1) * V)));
-  const hidden = capture.hidden.map((h) => Array.from({ length: L }, (_, t) => f32List(h.subarray(t * H, (t + 1) * H))));
+  const hidden = capture.hidden.map((h) =>
+    Array.from({ length: L }, (_, t) => f32List(h.subarray(t * H, (t + 1) * H))),
+  );
   const routing = new Map<number, RoutingLayerReport>();
   const addRouting = (moe: readonly MoeLayerCapture[]): void => {
     for (const m of moe) {
       let r = routing.get(m.layer);
       if (r === undefined) {
-        r = { layer: m.layer, experts: [], weights: [], groups: [], expert_margin: [], group_margin: [], gate_input: [] };
+        r = {
+          layer: m.layer,
+          experts: [],
+          weights: [],
+          groups: [],
+          expert_margin: [],
+          group_margin: [],
+          gate_input: [],
+        };
         routing.set(m.layer, r);
       }
       const rows = m.gateInput.length / H;
@@ -149,7 +181,11 @@ async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: In
     if (k === N - 1) break;
     const next = forced === undefined ? chosen : (forced[k] as number);
     fed.push(next);
-    const r = await model.forward({ sequences: [{ seq, tokens: Int32Array.of(next), start: position + 1, logits: "last" }] }, kv, { capture: "routing" });
+    const r = await model.forward(
+      { sequences: [{ seq, tokens: Int32Array.of(next), start: position + 1, logits: "last" }] },
+      kv,
+      { capture: "routing" },
+    );
     addRouting(r.capture?.moe ?? []);
     logits = r.logits.subarray(0, V);
   }
@@ -163,7 +199,11 @@ async function inspectPrompt(model: DeepSeekModel, p: InspectPrompt, options: In
       last_logits: f32List(pre.logits.subarray((L - 1) * V, L * V)),
     },
     greedy: forced === undefined ? { generated, steps } : { generated, steps, fed_tokens: fed },
-    routing: { num_positions: L + Math.max(N - 1, 0), num_prompt_positions: L, layers: [...routing.values()] },
+    routing: {
+      num_positions: L + Math.max(N - 1, 0),
+      num_prompt_positions: L,
+      layers: [...routing.values()],
+    },
     hidden_states: hidden,
   };
 }

@@ -26,7 +26,8 @@ function tokenList(v: unknown, source: string, where: string): number[] {
 
 export function parsePromptsFile(json: unknown, source: string): InspectPrompt[] {
   const prompts = (json as { prompts?: unknown } | null)?.prompts;
-  if (!Array.isArray(prompts) || prompts.length === 0) throw bad(source, `expected {"prompts": [...]} with at least one prompt`);
+  if (!Array.isArray(prompts) || prompts.length === 0)
+    throw bad(source, `expected {"prompts": [...]} with at least one prompt`);
   return prompts.map((p: unknown, i) => {
     if (typeof p !== "object" || p === null) throw bad(source, `prompts[${i}] is not an object`);
     const o = p as Record<string, unknown>;
@@ -35,9 +36,11 @@ export function parsePromptsFile(json: unknown, source: string): InspectPrompt[]
     const tokens = tokenList(o.tokens, source, `prompts[${i}].tokens`);
     if (tokens.length === 0) throw bad(source, `prompts[${i}].tokens is empty`);
     const maxNewTokens = o.max_new_tokens ?? 8;
-    if (!Number.isInteger(maxNewTokens) || (maxNewTokens as number) < 0) throw bad(source, `prompts[${i}].max_new_tokens must be a non-negative integer`);
+    if (!Number.isInteger(maxNewTokens) || (maxNewTokens as number) < 0)
+      throw bad(source, `prompts[${i}].max_new_tokens must be a non-negative integer`);
     const out: InspectPrompt = { name, tokens, maxNewTokens: maxNewTokens as number };
-    if (o.forced_tokens !== undefined) out.forcedTokens = tokenList(o.forced_tokens, source, `prompts[${i}].forced_tokens`);
+    if (o.forced_tokens !== undefined)
+      out.forcedTokens = tokenList(o.forced_tokens, source, `prompts[${i}].forced_tokens`);
     return out;
   });
 }
@@ -46,10 +49,15 @@ export function parsePromptsFile(json: unknown, source: string): InspectPrompt[]
  * Sets each prompt's forced tokens from a result file in the inspect/golden schema
  * (prompts matched by position; their tokens must be equal): its `greedy.generated`.
  */
-export function forcedTokensFromResult(prompts: readonly InspectPrompt[], json: unknown, source: string): InspectPrompt[] {
+export function forcedTokensFromResult(
+  prompts: readonly InspectPrompt[],
+  json: unknown,
+  source: string,
+): InspectPrompt[] {
   const results = (json as { prompts?: unknown } | null)?.prompts;
   if (!Array.isArray(results)) throw bad(source, `expected a result file with "prompts"`);
-  if (results.length !== prompts.length) throw bad(source, `has ${results.length} prompts, the prompts file ${prompts.length}`);
+  if (results.length !== prompts.length)
+    throw bad(source, `has ${results.length} prompts, the prompts file ${prompts.length}`);
   return prompts.map((p, i) => {
     const r = results[i] as { tokens?: unknown; greedy?: { generated?: unknown } } | null;
     const tokens = tokenList(r?.tokens, source, `prompts[${i}].tokens`);

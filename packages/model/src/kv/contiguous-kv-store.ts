@@ -59,8 +59,13 @@ export class ContiguousKvStore implements LatentKvStore {
 
   private buffer(seq: number, layer: number, end: number): Float32Array {
     const s = this.seqs.get(seq);
-    if (s === undefined) throw new ExpertMeshError(Code.FAILED_PRECONDITION, `kv store: unknown sequence ${seq}`);
-    if (end > s.capacity) throw new ExpertMeshError(Code.FAILED_PRECONDITION, `kv store: sequence ${seq} has room for ${s.capacity} positions, needs ${end}`);
+    if (s === undefined)
+      throw new ExpertMeshError(Code.FAILED_PRECONDITION, `kv store: unknown sequence ${seq}`);
+    if (end > s.capacity)
+      throw new ExpertMeshError(
+        Code.FAILED_PRECONDITION,
+        `kv store: sequence ${seq} has room for ${s.capacity} positions, needs ${end}`,
+      );
     const buf = s.layers[layer];
     if (buf === undefined) throw new ExpertMeshError(Code.INTERNAL, `kv store: no layer ${layer}`);
     return buf;

@@ -38,7 +38,10 @@ describe("GraphBuilder", () => {
     b.output(b.op("Identity", [rmsNorm(b, x, w, 1e-6)], {}, { outputs: ["y"] }), "float32", ["T", 4]);
     const s = await createSession(b.toBytes(), OPTS, "test");
     const xs = [1, -2, 3, 0.5];
-    const r = await s.run({ x: new ort.Tensor("float32", Float32Array.from(xs), [1, 4]), w: new ort.Tensor("float32", Float32Array.from([1, 2, 1, 1]), [4]) });
+    const r = await s.run({
+      x: new ort.Tensor("float32", Float32Array.from(xs), [1, 4]),
+      w: new ort.Tensor("float32", Float32Array.from([1, 2, 1, 1]), [4]),
+    });
     const rms = Math.sqrt(xs.reduce((a, v) => a + v * v, 0) / 4 + 1e-6);
     const y = Array.from(r.y?.data as Float32Array);
     xs.forEach((v, i) => assert.ok(Math.abs((y[i] as number) - (v / rms) * (i === 1 ? 2 : 1)) < 1e-6));

@@ -66,13 +66,19 @@ export class GraphBuilder {
 
   /** Declares an existing value as a graph output. */
   output(value: string, type: OnnxElementType, dims: readonly OnnxDim[]): string {
-    if (!this.names.has(value)) throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: unknown output value ${value}`);
+    if (!this.names.has(value))
+      throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: unknown output value ${value}`);
     this.outputs.push({ name: value, dataType: DATA_TYPES[type], dims });
     return value;
   }
 
   /** Adds a node with one output and returns the output's name. */
-  op(type: string, inputs: readonly string[], attrs: Readonly<Record<string, AttrInput>> = {}, options: OpOptions = {}): string {
+  op(
+    type: string,
+    inputs: readonly string[],
+    attrs: Readonly<Record<string, AttrInput>> = {},
+    options: OpOptions = {},
+  ): string {
     const outs = this.opN(type, inputs, options.outputs?.length ?? 1, attrs, options);
     return outs[0] as string;
   }
@@ -86,9 +92,12 @@ export class GraphBuilder {
     options: OpOptions = {},
   ): string[] {
     for (const i of inputs) {
-      if (i !== "" && !this.names.has(i)) throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: ${type} reads unknown value ${i}`);
+      if (i !== "" && !this.names.has(i))
+        throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: ${type} reads unknown value ${i}`);
     }
-    const outputs = options.outputs ? [...options.outputs] : Array.from({ length: count }, () => this.fresh(type));
+    const outputs = options.outputs
+      ? [...options.outputs]
+      : Array.from({ length: count }, () => this.fresh(type));
     for (const o of outputs) this.claim(o);
     if (options.domain !== undefined) this.domains.add(options.domain);
     this.nodes.push({
@@ -97,16 +106,28 @@ export class GraphBuilder {
       outputs,
       name: `${type}_${this.nodes.length}`,
       domain: options.domain,
-      attributes: Object.entries(attrs).map(([name, v]) => ({ name, value: toAttributeValue(v) }) satisfies OnnxAttribute),
+      attributes: Object.entries(attrs).map(
+        ([name, v]) => ({ name, value: toAttributeValue(v) }) satisfies OnnxAttribute,
+      ),
     });
     return outputs;
   }
 
   /** Adds a constant (an initializer) and returns its value name. */
-  constant(type: "float32" | "int64" | "int32", dims: readonly number[], values: ArrayLike<number>, name?: string): string {
+  constant(
+    type: "float32" | "int64" | "int32",
+    dims: readonly number[],
+    values: ArrayLike<number>,
+    name?: string,
+  ): string {
     const n = name ?? this.fresh("const");
     this.claim(n);
-    this.initializers.push({ name: n, dataType: DATA_TYPES[type], dims, rawData: encodeElements(type, values) });
+    this.initializers.push({
+      name: n,
+      dataType: DATA_TYPES[type],
+      dims,
+      rawData: encodeElements(type, values),
+    });
     return n;
   }
 
@@ -124,7 +145,13 @@ export class GraphBuilder {
     return encodeOnnxModel({
       opset: this.opset,
       extraOpsets: [...this.domains].filter((d) => d !== "").map((domain) => ({ domain, version: 1 })),
-      graph: { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
+      graph: {
+        name: this.name,
+        nodes: this.nodes,
+        initializers: this.initializers,
+        inputs: this.inputs,
+        outputs: this.outputs,
+      },
     });
   }
 
@@ -136,7 +163,8 @@ export class GraphBuilder {
   }
 
   private claim(name: string): void {
-    if (this.names.has(name)) throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: value ${name} defined twice`);
+    if (this.names.has(name))
+      throw new ExpertMeshError(Code.INTERNAL, `graph ${this.name}: value ${name} defined twice`);
     this.names.add(name);
   }
 }

@@ -6,7 +6,12 @@ import { floatAttr, type GraphBuilder } from "./graph-builder.ts";
 
 /** y = x · wᵀ for a Linear weight stored [out, in]; onnxruntime fuses the Transpose into the GEMM. */
 export function linear(b: GraphBuilder, x: string, w: string, output?: string): string {
-  return b.op("MatMul", [x, b.op("Transpose", [w], { perm: [1, 0] })], {}, output === undefined ? {} : { outputs: [output] });
+  return b.op(
+    "MatMul",
+    [x, b.op("Transpose", [w], { perm: [1, 0] })],
+    {},
+    output === undefined ? {} : { outputs: [output] },
+  );
 }
 
 /**
@@ -14,11 +19,23 @@ export function linear(b: GraphBuilder, x: string, w: string, output?: string): 
  * SimplifiedLayerNormalization kernel, float32 throughout).
  */
 export function rmsNorm(b: GraphBuilder, x: string, w: string, eps: number, output?: string): string {
-  return b.op("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: floatAttr(eps) }, output === undefined ? {} : { outputs: [output] });
+  return b.op(
+    "SimplifiedLayerNormalization",
+    [x, w],
+    { axis: -1, epsilon: floatAttr(eps) },
+    output === undefined ? {} : { outputs: [output] },
+  );
 }
 
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)). */
-export function swiglu(b: GraphBuilder, x: string, wGate: string, wUp: string, wDown: string, output?: string): string {
+export function swiglu(
+  b: GraphBuilder,
+  x: string,
+  wGate: string,
+  wUp: string,
+  wDown: string,
+  output?: string,
+): string {
   const g = linear(b, x, wGate);
   const silu = b.op("Mul", [g, b.op("Sigmoid", [g])]);
   return linear(b, b.op("Mul", [silu, linear(b, x, wUp)]), wDown, output);

@@ -14,7 +14,11 @@ export interface SessionOptions {
 
 export const DEFAULT_SESSION_OPTIONS: SessionOptions = { executionProvider: "cpu", threads: 0 };
 
-export async function createSession(graph: Uint8Array, options: SessionOptions, label: string): Promise<ort.InferenceSession> {
+export async function createSession(
+  graph: Uint8Array,
+  options: SessionOptions,
+  label: string,
+): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(graph, {
       executionProviders: [options.executionProvider],
@@ -27,6 +31,10 @@ export async function createSession(graph: Uint8Array, options: SessionOptions, 
       extra: { session: { intra_op: { allow_spinning: "0" } } },
     });
   } catch (err) {
-    throw new ExpertMeshError(Code.INTERNAL, `could not create onnxruntime session for ${label} on ${options.executionProvider}`, { cause: err });
+    throw new ExpertMeshError(
+      Code.INTERNAL,
+      `could not create onnxruntime session for ${label} on ${options.executionProvider}`,
+      { cause: err },
+    );
   }
 }

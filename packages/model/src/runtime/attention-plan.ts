@@ -45,7 +45,12 @@ export interface AttentionPlan {
 }
 
 /** Plans the step; buffers come from `pool` (give them back with releaseAttention). */
-export function planAttention(seqs: readonly StepSequence[], nh: number, D: number, pool: BufferPool): AttentionPlan {
+export function planAttention(
+  seqs: readonly StepSequence[],
+  nh: number,
+  D: number,
+  pool: BufferPool,
+): AttentionPlan {
   const memberLists: number[][] = [];
   const decode = seqs.flatMap((s, i) => (s.count === 1 ? [i] : []));
   if (decode.length > 0) memberLists.push(decode);
@@ -93,7 +98,13 @@ export function releaseAttention(plan: AttentionPlan, pool: BufferPool): void {
  * Reads each member's cached positions [0, start) of `layer` into the group's padded context;
  * padding rows are zeroed (masked anyway, but must stay finite).
  */
-export function fillPast(g: AttentionGroup, seqs: readonly StepSequence[], kv: LatentKvStore, layer: number, D: number): void {
+export function fillPast(
+  g: AttentionGroup,
+  seqs: readonly StepSequence[],
+  kv: LatentKvStore,
+  layer: number,
+  D: number,
+): void {
   g.members.forEach((i, b) => {
     const s = seqs[i] as StepSequence;
     const dst = g.kPast.subarray(b * g.Sp * D, (b + 1) * g.Sp * D);
@@ -103,7 +114,14 @@ export function fillPast(g: AttentionGroup, seqs: readonly StepSequence[], kv: L
 }
 
 /** Writes the group's new KV rows ([B·Tq, D], group order) to the store. */
-export function writeNew(g: AttentionGroup, seqs: readonly StepSequence[], kv: LatentKvStore, layer: number, rows: Float32Array, D: number): void {
+export function writeNew(
+  g: AttentionGroup,
+  seqs: readonly StepSequence[],
+  kv: LatentKvStore,
+  layer: number,
+  rows: Float32Array,
+  D: number,
+): void {
   g.members.forEach((i, b) => {
     const s = seqs[i] as StepSequence;
     kv.write(s.seq, layer, s.start, rows.subarray(b * g.Tq * D, (b + 1) * g.Tq * D));

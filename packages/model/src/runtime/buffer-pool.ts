@@ -14,7 +14,10 @@ export class BufferPool {
       if (f.length >= n && (best < 0 || f.length < (this.free[best] as Float32Array).length)) best = i;
     }
     // headroom so that slowly growing requests (one more context row per decode step) reuse it
-    const buf = best < 0 ? new Float32Array(Math.max(1024, Math.ceil(n * 1.25))) : (this.free.splice(best, 1)[0] as Float32Array);
+    const buf =
+      best < 0
+        ? new Float32Array(Math.max(1024, Math.ceil(n * 1.25)))
+        : (this.free.splice(best, 1)[0] as Float32Array);
     return buf.subarray(0, n);
   }
 

@@ -13,12 +13,25 @@ import type { ModelConfig } from "../config/model-config.ts";
 import type { LatentKvStore } from "../kv/latent-kv-store.ts";
 import { ContiguousKvStore } from "../kv/contiguous-kv-store.ts";
 import { createSession, DEFAULT_SESSION_OPTIONS, type SessionOptions } from "../onnx/ort-session.ts";
-import { fillPast, planAttention, releaseAttention, toBatchOrder, writeNew, type AttentionGroup, type AttentionPlan, type StepSequence } from "./attention-plan.ts";
+import {
+  fillPast,
+  planAttention,
+  releaseAttention,
+  toBatchOrder,
+  writeNew,
+  type AttentionGroup,
+  type AttentionPlan,
+  type StepSequence,
+} from "./attention-plan.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import type { ForwardBatch, ForwardCapture, ForwardOptions, ForwardResult } from "./forward-batch.ts";
 import { finalGraph, layerGraph, modelDims, type ModelDims } from "./model-graphs.ts";
 import { loadModelWeights, type Feeds, type ModelWeights } from "./model-weights.ts";
-import { loadRoutedExperts, type ExpertSelection, type RoutedExpertsBackend } from "./routed-experts-backend.ts";
+import {
+  loadRoutedExperts,
+  type ExpertSelection,
+  type RoutedExpertsBackend,
+} from "./routed-experts-backend.ts";
 import { ropeParams, RopeTables, type RopeParams } from "./rope.ts";
 import { routeTokens, type RoutingParams, type RoutingResult } from "./routing.ts";
 
@@ -39,7 +52,13 @@ interface Sessions {
   final: ort.InferenceSession;
 }
 
-function residualFeeds(base: Float32Array, routed: Float32Array, shared: Float32Array, rows: number, H: number): Feeds {
+function residualFeeds(
+  base: Float32Array,
+  routed: Float32Array,
+  shared: Float32Array,
+  rows: number,
+  H: number,
+): Feeds {
   return {
     h_base: new Tensor("float32", base, [rows, H]),
     h_routed: new Tensor("float32", routed, [rows, H]),
@@ -136,13 +155,22 @@ export class DeepSeekModel {
     this.routedExperts = backend;
   }
 
-  async forward(batch: ForwardBatch, kv: LatentKvStore, options: ForwardOptions = {}): Promise<ForwardResult> {
+  async forward(
+    batch: ForwardBatch,
+    kv: LatentKvStore,
+    options: ForwardOptions = {},
+  ): Promise<ForwardResult> {
     const d = this.dims;
     const c = this.config;
-    if (kv.rowSize !== d.D) throw new ExpertMeshError(Code.INTERNAL, `kv store rows hold ${kv.rowSize} values, the model needs ${d.D}`);
+    if (kv.rowSize !== d.D)
+      throw new ExpertMeshError(
+        Code.INTERNAL,
+        `kv store rows hold ${kv.rowSize} values, the model needs ${d.D}`,
+      );
     const seqs = this.stepSequences(batch);
     const T = seqs.reduce((n, s) => n + s.count, 0);
-    if (T === 0) return { logits: new Float32Array(0), logitOffsets: new Int32Array(batch.sequences.length + 1) };
+    if (T === 0)
+      return { logits: new Float32Array(0), logitOffsets: new Int32Array(batch.sequences.length + 1) };
 
     const plan = planAttention(seqs, d.nh, d.D, this.pool);
     const { groups, order } = plan;
@@ -170,7 +198,8 @@ export class DeepSeekModel {
 
       // per group: its rows' views; the residual stream is h_base + (h_routed + h_shared),
       // summed inside the next graph
-      const view = (a: Float32Array, g: AttentionGroup, width: number): Float32Array => a.subarray(g.rowStart * width, (g.rowStart + g.B * g.Tq) * width);
+      const view = (a: Float32Array, g: AttentionGroup, width: number): Float32Array =>
+        a.subarray(g.rowStart * width, (g.rowStart + g.B * g.Tq) * width);
       const rowsOf = (g: AttentionGroup): number => g.B * g.Tq;
       const state = groups.map((g) => ({
         rope: {
@@ -179,9 +208,16 @@ export class DeepSeekModel {
         },
         mask: new Tensor("float32", g.mask, [g.B, g.Tq * d.nh, g.Sp + g.Tq]),
         kPast: new Tensor("float32", g.kPast, [g.B, g.Sp, d.D]),
-        residual: residualFeeds(view(embedded, g, d.H), view(zeros, g, d.H), view(zeros, g, d.H), rowsOf(g), d.H),
+        residual: residualFeeds(
+          view(embedded, g, d.H),
+          view(zeros, g, d.H),
+          view(zeros, g, d.H),
+          rowsOf(g),
+          d.H,
+        ),
       }));
-      const capture: ForwardCapture | undefined = options.capture === undefined ? undefined : { hidden: [], moe: [] };
+      const capture: ForwardCapture | undefined =
+        options.capture === undefined ? undefined : { hidden: [], moe: [] };
       const hidden = options.capture === "all" ? capture?.hidden : undefined;
       hidden?.push(toBatchOrder(plan, embedded, d.H));
 
@@ -194,7 +230,13 @@ export class DeepSeekModel {
           const g = groups[gi] as AttentionGroup;
           const st = state[gi] as (typeof state)[number];
           fillPast(g, seqs, kv, l, d.D);
-          const r = await session.run({ ...lw.feeds, ...st.residual, ...st.rope, k_past: st.kPast, mask: st.mask });
+          const r = await session.run({
+            ...lw.feeds,
+            ...st.residual,
+            ...st.rope,
+            k_past: st.kPast,
+            mask: st.mask,
+          });
           writeNew(g, seqs, kv, l, r.kv?.data as Float32Array, d.D);
           outs.push(r);
         }
@@ -203,7 +245,13 @@ export class DeepSeekModel {
         if (lw.kind === "dense") {
           groups.forEach((g, gi) => {
             const st = state[gi] as (typeof state)[number];
-            st.residual = residualFeeds(outs[gi]?.h_out?.data as Float32Array, view(zeros, g, d.H), view(zeros, g, d.H), rowsOf(g), d.H);
+            st.residual = residualFeeds(
+              outs[gi]?.h_out?.data as Float32Array,
+              view(zeros, g, d.H),
+              view(zeros, g, d.H),
+              rowsOf(g),
+              d.H,
+            );
           });
           continue;
         }
@@ -211,13 +259,27 @@ export class DeepSeekModel {
         const hn = concatRows(outs, "hn", T * d.H);
         const route = routeTokens(concatRows(outs, "scores", T * d.E), lw.routerBias, this.routing);
         const routed = await this.routedExperts.run(l, hn, route.experts, route.weights);
-        if (routed.length !== T * d.H) throw new ExpertMeshError(Code.INTERNAL, `routed experts of layer ${l} returned ${routed.length} values, expected ${T * d.H}`);
+        if (routed.length !== T * d.H)
+          throw new ExpertMeshError(
+            Code.INTERNAL,
+            `routed experts of layer ${l} returned ${routed.length} values, expected ${T * d.H}`,
+          );
         groups.forEach((g, gi) => {
           const st = state[gi] as (typeof state)[number];
           const o = outs[gi] as Record<string, ort.Tensor>;
-          st.residual = residualFeeds(o.h?.data as Float32Array, view(routed, g, d.H), o.shared?.data as Float32Array, rowsOf(g), d.H);
+          st.residual = residualFeeds(
+            o.h?.data as Float32Array,
+            view(routed, g, d.H),
+            o.shared?.data as Float32Array,
+            rowsOf(g),
+            d.H,
+          );
         });
-        capture?.moe.push({ layer: l, gateInput: toBatchOrder(plan, hn, d.H), routing: reorderRouting(plan, route) });
+        capture?.moe.push({
+          layer: l,
+          gateInput: toBatchOrder(plan, hn, d.H),
+          routing: reorderRouting(plan, route),
+        });
       }
 
       // final norm + lm_head on the wanted rows (listed in batch order, indexed in group order)
@@ -228,7 +290,8 @@ export class DeepSeekModel {
       batch.sequences.forEach((s, i) => {
         const row = (seqs[i] as StepSequence).row;
         const n = s.tokens.length;
-        if (s.logits === "all") for (let j = 0; j < n; j++) wanted.push(BigInt(groupRowOf[row + j] as number));
+        if (s.logits === "all")
+          for (let j = 0; j < n; j++) wanted.push(BigInt(groupRowOf[row + j] as number));
         else if (s.logits === "last" && n > 0) wanted.push(BigInt(groupRowOf[row + n - 1] as number));
         logitOffsets[i + 1] = wanted.length;
       });
@@ -263,17 +326,29 @@ export class DeepSeekModel {
     let row = 0;
     const seen = new Set<number>();
     return batch.sequences.map((s) => {
-      if (seen.has(s.seq)) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `batch lists sequence ${s.seq} twice`);
+      if (seen.has(s.seq))
+        throw new ExpertMeshError(Code.INVALID_ARGUMENT, `batch lists sequence ${s.seq} twice`);
       seen.add(s.seq);
-      if (!Number.isInteger(s.start) || s.start < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `sequence ${s.seq}: bad start position ${s.start}`);
+      if (!Number.isInteger(s.start) || s.start < 0)
+        throw new ExpertMeshError(Code.INVALID_ARGUMENT, `sequence ${s.seq}: bad start position ${s.start}`);
       if (s.tokens.length === 0 && s.logits !== "none") {
-        throw new ExpertMeshError(Code.INVALID_ARGUMENT, `sequence ${s.seq}: no new tokens but logits wanted`);
+        throw new ExpertMeshError(
+          Code.INVALID_ARGUMENT,
+          `sequence ${s.seq}: no new tokens but logits wanted`,
+        );
       }
       if (s.start + s.tokens.length > c.maxPositionEmbeddings) {
-        throw new ExpertMeshError(Code.OUT_OF_RANGE, `sequence ${s.seq}: positions up to ${s.start + s.tokens.length} exceed max_position_embeddings ${c.maxPositionEmbeddings}`);
+        throw new ExpertMeshError(
+          Code.OUT_OF_RANGE,
+          `sequence ${s.seq}: positions up to ${s.start + s.tokens.length} exceed max_position_embeddings ${c.maxPositionEmbeddings}`,
+        );
       }
       for (const t of s.tokens) {
-        if (t < 0 || t >= c.vocabSize) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `sequence ${s.seq}: token id ${t} outside the vocabulary [0, ${c.vocabSize})`);
+        if (t < 0 || t >= c.vocabSize)
+          throw new ExpertMeshError(
+            Code.INVALID_ARGUMENT,
+            `sequence ${s.seq}: token id ${t} outside the vocabulary [0, ${c.vocabSize})`,
+          );
       }
       const out: StepSequence = { seq: s.seq, start: s.start, count: s.tokens.length, row };
       row += s.tokens.length;
@@ -286,17 +361,33 @@ export class DeepSeekModel {
  * Loads a model from a checkpoint directory (opened and closed here) or an open Checkpoint
  * (left open). Compiles each graph kind once; weights are read once as float32.
  */
-export async function loadModel(source: Checkpoint | string, options: LoadModelOptions = {}): Promise<DeepSeekModel> {
+export async function loadModel(
+  source: Checkpoint | string,
+  options: LoadModelOptions = {},
+): Promise<DeepSeekModel> {
   const selection = options.experts ?? (options.routedExperts === undefined ? "all" : "none");
   if (options.routedExperts !== undefined && selection !== "none") {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: give either local experts or a routedExperts backend, not both");
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      "loadModel: give either local experts or a routedExperts backend, not both",
+    );
   }
   if (options.routedExperts === undefined && selection === "none") {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, "loadModel: experts 'none' needs a routedExperts backend");
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      "loadModel: experts 'none' needs a routedExperts backend",
+    );
   }
   const threads = options.threads ?? DEFAULT_SESSION_OPTIONS.threads;
-  if (!Number.isInteger(threads) || threads < 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `loadModel: threads must be a non-negative integer, got ${threads}`);
-  const so: SessionOptions = { executionProvider: options.executionProvider ?? DEFAULT_SESSION_OPTIONS.executionProvider, threads };
+  if (!Number.isInteger(threads) || threads < 0)
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `loadModel: threads must be a non-negative integer, got ${threads}`,
+    );
+  const so: SessionOptions = {
+    executionProvider: options.executionProvider ?? DEFAULT_SESSION_OPTIONS.executionProvider,
+    threads,
+  };
 
   const ckpt = typeof source === "string" ? await openCheckpoint(source) : source;
   const created: { release(): Promise<void> }[] = [];

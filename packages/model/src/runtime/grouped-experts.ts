@@ -67,7 +67,11 @@ export class GroupedExpertsSessions {
     const key = `${experts}/${k}`;
     let s = this.sessions.get(key);
     if (s === undefined) {
-      s = createSession(groupedExpertsGraph(this.hidden, this.inter, experts, k), this.options, `grouped experts (${experts} experts, k ${k})`);
+      s = createSession(
+        groupedExpertsGraph(this.hidden, this.inter, experts, k),
+        this.options,
+        `grouped experts (${experts} experts, k ${k})`,
+      );
       this.sessions.set(key, s);
     }
     return s;
@@ -106,18 +110,27 @@ export class GroupedExperts {
    * Loads experts `ids` one at a time through `read`, stacking each into the layer's weights as
    * it arrives (peak memory: the stack plus one expert).
    */
-  static async load(sessions: GroupedExpertsSessions, ids: readonly number[], read: (id: number) => Promise<ExpertWeights>): Promise<GroupedExperts> {
+  static async load(
+    sessions: GroupedExpertsSessions,
+    ids: readonly number[],
+    read: (id: number) => Promise<ExpertWeights>,
+  ): Promise<GroupedExperts> {
     const { hidden: H, inter: I } = sessions;
     const sorted = [...ids].sort((a, b) => a - b);
-    if (sorted.length === 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: no experts to hold");
-    if (sorted.some((e, i) => i > 0 && e === sorted[i - 1])) throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: duplicate expert ids");
+    if (sorted.length === 0)
+      throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: no experts to hold");
+    if (sorted.some((e, i) => i > 0 && e === sorted[i - 1]))
+      throw new ExpertMeshError(Code.INVALID_ARGUMENT, "grouped experts: duplicate expert ids");
     const gateUp = new Float32Array(sorted.length * 2 * I * H);
     const down = new Float32Array(sorted.length * H * I);
     for (let s = 0; s < sorted.length; s++) {
       const id = sorted[s] as number;
       const w = await read(id);
       if (w.gate.length !== I * H || w.up.length !== I * H || w.down.length !== H * I) {
-        throw new ExpertMeshError(Code.FAILED_PRECONDITION, `expert ${id}: weights do not match [${I}, ${H}] / [${H}, ${I}]`);
+        throw new ExpertMeshError(
+          Code.FAILED_PRECONDITION,
+          `expert ${id}: weights do not match [${I}, ${H}] / [${H}, ${I}]`,
+        );
       }
       // interleave gate and up rows: row 2i = gate_i, row 2i + 1 = up_i
       const base = s * 2 * I * H;
@@ -131,8 +144,13 @@ export class GroupedExperts {
   }
 
   /** Stacks in-memory expert weights (tests, small slices). */
-  static fromWeights(sessions: GroupedExpertsSessions, experts: ReadonlyMap<number, ExpertWeights>): Promise<GroupedExperts> {
-    return GroupedExperts.load(sessions, [...experts.keys()], (id) => Promise.resolve(experts.get(id) as ExpertWeights));
+  static fromWeights(
+    sessions: GroupedExpertsSessions,
+    experts: ReadonlyMap<number, ExpertWeights>,
+  ): Promise<GroupedExperts> {
+    return GroupedExperts.load(sessions, [...experts.keys()], (id) =>
+      Promise.resolve(experts.get(id) as ExpertWeights),
+    );
   }
 
   /** Logical expert ids held, ascending. */
@@ -150,12 +168,19 @@ export class GroupedExperts {
    */
   async run(rows: Float32Array, expertIds: Int32Array, weights: Float32Array): Promise<Float32Array> {
     const H = this.sessions.hidden;
-    if (rows.length % H !== 0) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `grouped experts: rows length ${rows.length} is not a multiple of hidden ${H}`);
+    if (rows.length % H !== 0)
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `grouped experts: rows length ${rows.length} is not a multiple of hidden ${H}`,
+      );
     const T = rows.length / H;
     const out = new Float32Array(T * H);
     if (T === 0) return out;
     if (expertIds.length % T !== 0 || weights.length !== expertIds.length) {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `grouped experts: ${expertIds.length} expert ids / ${weights.length} weights for ${T} rows`);
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `grouped experts: ${expertIds.length} expert ids / ${weights.length} weights for ${T} rows`,
+      );
     }
     const k = expertIds.length / T;
     const E = this.ids.length;
@@ -165,7 +190,11 @@ export class GroupedExperts {
     for (let t = 0; t < T; t++) {
       for (let j = 0; j < k; j++) {
         const w = weights[t * k + j] as number;
-        if (!(w >= 0)) throw new ExpertMeshError(Code.INVALID_ARGUMENT, `grouped experts: weight ${w} at row ${t} is not ≥ 0`);
+        if (!(w >= 0))
+          throw new ExpertMeshError(
+            Code.INVALID_ARGUMENT,
+            `grouped experts: weight ${w} at row ${t} is not ≥ 0`,
+          );
         if (w > 0 && this.slot.has(expertIds[t * k + j] as number)) {
           active.push(t);
           break;

@@ -2,7 +2,15 @@
 // the contiguous latent KV store and `inspect`.
 export { loadModel, DeepSeekModel } from "./deepseek-model.ts";
 export type { LoadModelOptions } from "./deepseek-model.ts";
-export type { ForwardBatch, ForwardCapture, ForwardOptions, ForwardResult, LogitsWanted, MoeLayerCapture, SequenceChunk } from "./forward-batch.ts";
+export type {
+  ForwardBatch,
+  ForwardCapture,
+  ForwardOptions,
+  ForwardResult,
+  LogitsWanted,
+  MoeLayerCapture,
+  SequenceChunk,
+} from "./forward-batch.ts";
 export { LocalRoutedExperts, loadRoutedExperts, moeLayers } from "./routed-experts-backend.ts";
 export type { ExpertSelection, ExpertSlice, RoutedExpertsBackend } from "./routed-experts-backend.ts";
 export { GroupedExperts, GroupedExpertsSessions, groupedExpertsGraph } from "./grouped-experts.ts";

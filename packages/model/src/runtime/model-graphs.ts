@@ -69,7 +69,10 @@ export function layerGraph(d: ModelDims, kind: "dense" | "moe", softmaxScale: nu
   // attention-in
   const xn = rmsNorm(b, x, w("w_attn_norm", [d.H]), d.eps);
   const qa = rmsNorm(b, linear(b, xn, w("w_q_a", [d.Q, d.H])), w("w_q_a_norm", [d.Q]), d.eps);
-  const q = b.op("Reshape", [linear(b, qa, w("w_q_b", [d.nh * (d.dn + d.dr), d.Q])), b.int64s([-1, d.nh, d.dn + d.dr])]); // [T, nh, dn+dr]
+  const q = b.op("Reshape", [
+    linear(b, qa, w("w_q_b", [d.nh * (d.dn + d.dr), d.Q])),
+    b.int64s([-1, d.nh, d.dn + d.dr]),
+  ]); // [T, nh, dn+dr]
   const qNope = b.op("Transpose", [sliceAxis(b, q, 2, 0, d.dn)], { perm: [1, 0, 2] }); // [nh, T, dn]
   const wKb = w("w_kb", [d.nh, d.dn, d.C]); // kv_b_proj's k_nope rows per head
   const qLatent = b.op("Transpose", [b.op("MatMul", [qNope, wKb])], { perm: [1, 0, 2] }); // [T, nh, C]
@@ -87,7 +90,10 @@ export function layerGraph(d: ModelDims, kind: "dense" | "moe", softmaxScale: nu
   const kNew = b.op("Reshape", [kv, b.op("Concat", [batch, b.int64s([-1, d.D])], { axis: 0 })]); // [B, Tq, D]
   const sPast = b.op("MatMul", [q3, b.op("Transpose", [kPast], { perm: [0, 2, 1] })]); // [B, M, Sp]
   const sNew = b.op("MatMul", [q3, b.op("Transpose", [kNew], { perm: [0, 2, 1] })]); // [B, M, Tq]
-  const scores = b.op("Add", [b.op("Mul", [b.op("Concat", [sPast, sNew], { axis: 2 }), b.scalar(softmaxScale)]), mask]);
+  const scores = b.op("Add", [
+    b.op("Mul", [b.op("Concat", [sPast, sNew], { axis: 2 }), b.scalar(softmaxScale)]),
+    mask,
+  ]);
   const p = b.op("Softmax", [scores], { axis: -1 }); // [B, M, Sp + Tq]
   const sp = b.op("Shape", [kPast], { start: 1, end: 2 }); // [Sp]
   const pPast = b.op("Slice", [p, b.int64s([0]), sp, b.int64s([2])]);
@@ -95,21 +101,40 @@ export function layerGraph(d: ModelDims, kind: "dense" | "moe", softmaxScale: nu
   const o = b.op("Add", [b.op("MatMul", [pPast, kPast]), b.op("MatMul", [pNew, kNew])]); // [B, M, D]
 
   // attention-out
-  const oLat = b.op("Transpose", [sliceAxis(b, b.op("Reshape", [o, b.int64s([-1, d.nh, d.D])]), 2, 0, d.C)], { perm: [1, 0, 2] }); // [nh, T, C]
+  const oLat = b.op("Transpose", [sliceAxis(b, b.op("Reshape", [o, b.int64s([-1, d.nh, d.D])]), 2, 0, d.C)], {
+    perm: [1, 0, 2],
+  }); // [nh, T, C]
   const wVb = w("w_vb", [d.nh, d.C, d.dv]); // kv_b_proj's v rows per head, transposed
   const v = b.op("Transpose", [b.op("MatMul", [oLat, wVb])], { perm: [1, 0, 2] }); // [T, nh, dv]
   const attn = linear(b, b.op("Reshape", [v, b.int64s([-1, d.nh * d.dv])]), w("w_o", [d.H, d.nh * d.dv]));
   const wPost = w("w_post_norm", [d.H]);
   if (kind === "dense") {
     const h = b.op("Add", [x, attn]);
-    const mlp = swiglu(b, rmsNorm(b, h, wPost, d.eps), w("w_gate", [d.I, d.H]), w("w_up", [d.I, d.H]), w("w_down", [d.H, d.I]));
+    const mlp = swiglu(
+      b,
+      rmsNorm(b, h, wPost, d.eps),
+      w("w_gate", [d.I, d.H]),
+      w("w_up", [d.I, d.H]),
+      w("w_down", [d.H, d.I]),
+    );
     b.output(b.op("Add", [h, mlp], {}, { outputs: ["h_out"] }), "float32", ["T", d.H]);
     return b.toBytes();
   }
   const h = b.output(b.op("Add", [x, attn], {}, { outputs: ["h"] }), "float32", ["T", d.H]);
   const hn = b.output(rmsNorm(b, h, wPost, d.eps, "hn"), "float32", ["T", d.H]);
-  b.output(b.op("Sigmoid", [linear(b, hn, w("w_router", [d.E, d.H]))], {}, { outputs: ["scores"] }), "float32", ["T", d.E]);
-  const shared = swiglu(b, hn, w("w_shared_gate", [d.Is, d.H]), w("w_shared_up", [d.Is, d.H]), w("w_shared_down", [d.H, d.Is]), "shared");
+  b.output(
+    b.op("Sigmoid", [linear(b, hn, w("w_router", [d.E, d.H]))], {}, { outputs: ["scores"] }),
+    "float32",
+    ["T", d.E],
+  );
+  const shared = swiglu(
+    b,
+    hn,
+    w("w_shared_gate", [d.Is, d.H]),
+    w("w_shared_up", [d.Is, d.H]),
+    w("w_shared_down", [d.H, d.Is]),
+    "shared",
+  );
   b.output(shared, "float32", ["T", d.H]);
   return b.toBytes();
 }
@@ -119,7 +144,10 @@ function residualInput(b: GraphBuilder, d: ModelDims, name: string): string {
   const base = b.input("h_base", "float32", ["T", d.H]);
   const routed = b.input("h_routed", "float32", ["T", d.H]);
   const shared = b.input("h_shared", "float32", ["T", d.H]);
-  return b.output(b.op("Add", [base, b.op("Add", [routed, shared])], {}, { outputs: [name] }), "float32", ["T", d.H]);
+  return b.output(b.op("Add", [base, b.op("Add", [routed, shared])], {}, { outputs: [name] }), "float32", [
+    "T",
+    d.H,
+  ]);
 }
 
 /**

@@ -31,7 +31,11 @@ export async function loadModelWeights(ckpt: Checkpoint, d: ModelDims): Promise<
   const tensor = async (name: string, dims: number[]): Promise<ort.Tensor> => {
     const data = await ckpt.readFloat32(name);
     const n = dims.reduce((a, b) => a * b, 1);
-    if (data.length !== n) throw new ExpertMeshError(Code.FAILED_PRECONDITION, `${name}: ${data.length} values, expected [${dims.join(", ")}]`);
+    if (data.length !== n)
+      throw new ExpertMeshError(
+        Code.FAILED_PRECONDITION,
+        `${name}: ${data.length} values, expected [${dims.join(", ")}]`,
+      );
     return new Tensor("float32", data, dims);
   };
 
@@ -85,7 +89,11 @@ export async function loadModelWeights(ckpt: Checkpoint, d: ModelDims): Promise<
  */
 export function splitKvB(kvB: Float32Array, d: ModelDims): { kb: Float32Array; vbT: Float32Array } {
   const per = d.dn + d.dv;
-  if (kvB.length !== d.nh * per * d.C) throw new ExpertMeshError(Code.FAILED_PRECONDITION, `kv_b_proj: ${kvB.length} values, expected [${d.nh * per}, ${d.C}]`);
+  if (kvB.length !== d.nh * per * d.C)
+    throw new ExpertMeshError(
+      Code.FAILED_PRECONDITION,
+      `kv_b_proj: ${kvB.length} values, expected [${d.nh * per}, ${d.C}]`,
+    );
   const kb = new Float32Array(d.nh * d.dn * d.C);
   const vbT = new Float32Array(d.nh * d.C * d.dv);
   for (let h = 0; h < d.nh; h++) {

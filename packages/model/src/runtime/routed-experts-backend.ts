@@ -37,7 +37,12 @@ export class LocalRoutedExperts implements RoutedExpertsBackend {
     return this.layers.get(layer);
   }
 
-  async run(layer: number, rows: Float32Array, experts: Int32Array, weights: Float32Array): Promise<Float32Array> {
+  async run(
+    layer: number,
+    rows: Float32Array,
+    experts: Int32Array,
+    weights: Float32Array,
+  ): Promise<Float32Array> {
     const g = this.layers.get(layer);
     if (g === undefined) return new Float32Array(rows.length);
     return g.run(rows, experts, weights);
@@ -54,20 +59,32 @@ export function moeLayers(checkpoint: Checkpoint): number[] {
 }
 
 /** Loads the selected routed experts from the checkpoint (only those) and wraps them for local runs. */
-export async function loadRoutedExperts(checkpoint: Checkpoint, selection: "all" | ExpertSlice, options: SessionOptions): Promise<LocalRoutedExperts> {
+export async function loadRoutedExperts(
+  checkpoint: Checkpoint,
+  selection: "all" | ExpertSlice,
+  options: SessionOptions,
+): Promise<LocalRoutedExperts> {
   const c = checkpoint.config;
   const moe = moeLayers(checkpoint);
   const wanted: ExpertSlice =
-    selection === "all" ? new Map(moe.map((l) => [l, Array.from({ length: c.nRoutedExperts }, (_, e) => e)])) : selection;
+    selection === "all"
+      ? new Map(moe.map((l) => [l, Array.from({ length: c.nRoutedExperts }, (_, e) => e)]))
+      : selection;
   const sessions = new GroupedExpertsSessions(c.hiddenSize, c.moeIntermediateSize, options);
   const layers = new Map<number, GroupedExperts>();
   for (const [layer, experts] of wanted) {
     if (!moe.includes(layer)) {
-      throw new ExpertMeshError(Code.INVALID_ARGUMENT, `expert slice names layer ${layer}, which is not a MoE layer (MoE layers: ${moe[0]}..${moe[moe.length - 1]})`);
+      throw new ExpertMeshError(
+        Code.INVALID_ARGUMENT,
+        `expert slice names layer ${layer}, which is not a MoE layer (MoE layers: ${moe[0]}..${moe[moe.length - 1]})`,
+      );
     }
     for (const e of experts) {
       if (!Number.isInteger(e) || e < 0 || e >= c.nRoutedExperts) {
-        throw new ExpertMeshError(Code.INVALID_ARGUMENT, `expert slice names expert ${e} of layer ${layer}; the model has ${c.nRoutedExperts}`);
+        throw new ExpertMeshError(
+          Code.INVALID_ARGUMENT,
+          `expert slice names expert ${e} of layer ${layer}; the model has ${c.nRoutedExperts}`,
+        );
       }
     }
     if (experts.length === 0) continue;

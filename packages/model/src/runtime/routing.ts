@@ -36,16 +36,28 @@ const f32 = Math.fround;
  * Routes `rows` = scores.length / nExperts tokens. `scores` [rows, nExperts] are the router's
  * sigmoid scores, sigmoid(normed hidden · gate.weightᵀ); `bias` [nExperts] or null.
  */
-export function routeTokens(scores: Float32Array, bias: Float32Array | null, p: RoutingParams): RoutingResult {
+export function routeTokens(
+  scores: Float32Array,
+  bias: Float32Array | null,
+  p: RoutingParams,
+): RoutingResult {
   const E = p.nExperts;
   const K = p.topK;
   const G = p.nGroup;
   const KG = p.topkGroup;
   if (E % G !== 0 || KG > G || K > (E / G) * KG) {
-    throw new ExpertMeshError(Code.INVALID_ARGUMENT, `routing: inconsistent n_group ${G} / topk_group ${KG} / top-k ${K} for ${E} experts`);
+    throw new ExpertMeshError(
+      Code.INVALID_ARGUMENT,
+      `routing: inconsistent n_group ${G} / topk_group ${KG} / top-k ${K} for ${E} experts`,
+    );
   }
-  if (scores.length % E !== 0) throw new ExpertMeshError(Code.INTERNAL, `routing: scores length ${scores.length} is not a multiple of ${E}`);
-  if (bias !== null && bias.length !== E) throw new ExpertMeshError(Code.INTERNAL, `routing: bias has ${bias.length} values, expected ${E}`);
+  if (scores.length % E !== 0)
+    throw new ExpertMeshError(
+      Code.INTERNAL,
+      `routing: scores length ${scores.length} is not a multiple of ${E}`,
+    );
+  if (bias !== null && bias.length !== E)
+    throw new ExpertMeshError(Code.INTERNAL, `routing: bias has ${bias.length} values, expected ${E}`);
   const rows = scores.length / E;
   const perGroup = E / G;
   const out: RoutingResult = {
@@ -82,7 +94,13 @@ export function routeTokens(scores: Float32Array, bias: Float32Array | null, p: 
     topIndices(groupScore, groupOrder, G, Math.min(KG + 1, G));
     keptGroup.fill(0);
     for (let j = 0; j < KG; j++) keptGroup[groupOrder[j] as number] = 1;
-    out.groupMargin[r] = KG < G ? f32((groupScore[groupOrder[KG - 1] as number] as number) - (groupScore[groupOrder[KG] as number] as number)) : 0;
+    out.groupMargin[r] =
+      KG < G
+        ? f32(
+            (groupScore[groupOrder[KG - 1] as number] as number) -
+              (groupScore[groupOrder[KG] as number] as number),
+          )
+        : 0;
     const gs = out.groups.subarray(r * KG, (r + 1) * KG);
     gs.set(groupOrder.subarray(0, KG));
     gs.sort();
@@ -104,7 +122,8 @@ export function routeTokens(scores: Float32Array, bias: Float32Array | null, p: 
         chosen[j] = e;
       }
     }
-    out.expertMargin[r] = nCand > K ? f32((sel[chosen[K - 1] as number] as number) - (sel[chosen[K] as number] as number)) : 0;
+    out.expertMargin[r] =
+      nCand > K ? f32((sel[chosen[K - 1] as number] as number) - (sel[chosen[K] as number] as number)) : 0;
     const ids = out.experts.subarray(r * K, (r + 1) * K);
     ids.set(chosen.subarray(0, K));
     ids.sort();
