@@ -4,18 +4,20 @@
  * unknown ones), its output either streamed line by line with a `[name]` prefix or appended to
  * a log file (detached clusters), and stopped as a group: SIGTERM, SIGKILL after a timeout.
  */
-import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ENV_PREFIX, ExpertMeshError } from "@expertmesh/shared";
-import { signalGroup } from "./process-group.ts";
+import {
+  Code,
+  ExpertMeshError,
+  OwnedGroups,
+  signalGroup,
+  spawnGroupLeader,
+  stopGroupLeader,
+} from "@expertmesh/shared";
+import type { ProcessExit } from "@expertmesh/shared";
 
-export interface ProcessExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type { ProcessExit } from "@expertmesh/shared";
 
 /** Where a process's stdout and stderr go. */
 export type ProcessOutput =
@@ -39,21 +41,11 @@ export interface ServiceProcessOptions {
 const TAIL_LINES = 40;
 
 /** Groups this launcher still owns: SIGKILLed if the launcher exits without stopping them. */
-const owned = new Set<number>();
-let exitHookInstalled = false;
-
-function own(pid: number): void {
-  owned.add(pid);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const pgid of owned) signalGroup(pgid, "SIGKILL");
-  });
-}
+const owned = new OwnedGroups();
 
 /** SIGKILL to every group this launcher still owns (a second Ctrl-C, or a failed launch). */
 export function killOwnedProcesses(): void {
-  for (const pgid of owned) signalGroup(pgid, "SIGKILL");
+  owned.killAll();
 }
 
 export class ServiceProcess {
@@ -70,17 +62,11 @@ export class ServiceProcess {
   constructor(options: ServiceProcessOptions) {
     this.name = options.name;
     this.#output = options.output;
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env))
-      if (v !== undefined && !k.startsWith(ENV_PREFIX)) env[k] = v;
-    Object.assign(env, options.env);
-
     const fd = options.output.kind === "file" ? openSync(options.output.path, "a") : undefined;
     try {
-      this.#child = spawn(options.command, options.args, {
+      this.#child = spawnGroupLeader(options.command, options.args, {
         cwd: options.cwd,
-        env,
-        detached: true,
+        env: options.env,
         stdio: fd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", fd, fd],
       });
     } finally {
@@ -88,7 +74,7 @@ export class ServiceProcess {
       if (fd !== undefined) closeSync(fd);
     }
     this.pid = this.#child.pid ?? -1;
-    if (this.pid > 0) own(this.pid);
+    if (this.pid > 0) owned.own(this.pid);
     this.exited = new Promise<ProcessExit>((resolve) => {
       this.#child.once("error", (err) => {
         this.#spawnError = err;
@@ -99,7 +85,7 @@ export class ServiceProcess {
         this.#exit = { code, signal };
         resolve(this.#exit);
       });
-    }).finally(() => owned.delete(this.pid));
+    }).finally(() => owned.release(this.pid));
     const out = options.output;
     if (out.kind === "lines") {
       for (const stream of [this.#child.stdout, this.#child.stderr]) {
@@ -141,7 +127,7 @@ export class ServiceProcess {
 
   /** Lets the launcher exit while this process goes on (detached clusters). */
   release(): void {
-    owned.delete(this.pid);
+    owned.release(this.pid);
     this.#child.unref();
   }
 
@@ -150,22 +136,10 @@ export class ServiceProcess {
    * is left in the group. Resolves with the leader's exit.
    */
   stop(timeoutMs: number): Promise<ProcessExit> {
-    this.#stopping ??= (async () => {
-      if (this.pid < 0) return this.exited;
-      if (this.#exit === undefined) {
-        signalGroup(this.pid, "SIGTERM");
-        const giveUp = new AbortController();
-        const done = await Promise.race([
-          this.exited,
-          sleep(timeoutMs, undefined, { signal: giveUp.signal }).catch(() => undefined),
-        ]);
-        giveUp.abort();
-        if (done === undefined) signalGroup(this.pid, "SIGKILL");
-      }
-      const exit = await this.exited;
-      signalGroup(this.pid, "SIGKILL");
-      return exit;
-    })();
+    this.#stopping ??=
+      this.pid < 0
+        ? this.exited
+        : stopGroupLeader(this.pid, this.exited, { running: this.#exit === undefined, timeoutMs });
     return this.#stopping;
   }
 
