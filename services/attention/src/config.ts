@@ -3,8 +3,7 @@
  * (`loadAttentionConfig`). Nothing else in the service reads the environment.
  */
 import {
-  Code,
-  ExpertMeshError,
+  parseAddressMap,
   defineConfig,
   durationOption,
   enumOption,
@@ -107,29 +106,11 @@ export function loadAttentionConfig(
   return config;
 }
 
-const ADDRESS = /^[^=\s]+=[^=\s]+:\d{1,5}$/;
-
 /** `["w0=host:port", …]` → workerId → "host:port"; INVALID_ARGUMENT on a malformed or repeated entry. */
 export function parseWorkerAddresses(entries: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const entry of entries) {
-    if (!ADDRESS.test(entry)) {
-      throw new ExpertMeshError(
-        Code.INVALID_ARGUMENT,
-        `EXPERTMESH_WORKER_ADDRESSES: entry '${entry}' is not workerId=host:port`,
-        { details: { EXPERTMESH_WORKER_ADDRESSES: entry } },
-      );
-    }
-    const at = entry.indexOf("=");
-    const workerId = entry.slice(0, at);
-    if (out.has(workerId)) {
-      throw new ExpertMeshError(
-        Code.INVALID_ARGUMENT,
-        `EXPERTMESH_WORKER_ADDRESSES: worker '${workerId}' is listed twice`,
-        { details: { EXPERTMESH_WORKER_ADDRESSES: workerId } },
-      );
-    }
-    out.set(workerId, entry.slice(at + 1));
-  }
-  return out;
+  return parseAddressMap(entries, {
+    variable: "EXPERTMESH_WORKER_ADDRESSES",
+    idName: "workerId",
+    member: "worker",
+  });
 }

@@ -4,8 +4,7 @@
  * included. Nothing else in the service reads the environment.
  */
 import {
-  Code,
-  ExpertMeshError,
+  parseAddressMap,
   LOG_LEVELS,
   defineConfig,
   durationOption,
@@ -130,36 +129,12 @@ export function loadRouterConfig(
   return config;
 }
 
-const ADDRESS = /^[^=\s]+=[^=\s]+:\d{1,5}$/;
-
 /** `["a0=host:port", …]` → node id → "host:port"; INVALID_ARGUMENT on a malformed or repeated entry. */
 export function parseAttentionAddresses(entries: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  if (entries.length === 0) {
-    throw new ExpertMeshError(
-      Code.INVALID_ARGUMENT,
-      "EXPERTMESH_ATTENTION_ADDRESSES: at least one attention node (id=host:port) is needed",
-      { details: { EXPERTMESH_ATTENTION_ADDRESSES: "" } },
-    );
-  }
-  for (const entry of entries) {
-    if (!ADDRESS.test(entry)) {
-      throw new ExpertMeshError(
-        Code.INVALID_ARGUMENT,
-        `EXPERTMESH_ATTENTION_ADDRESSES: entry '${entry}' is not id=host:port`,
-        { details: { EXPERTMESH_ATTENTION_ADDRESSES: entry } },
-      );
-    }
-    const at = entry.indexOf("=");
-    const id = entry.slice(0, at);
-    if (out.has(id)) {
-      throw new ExpertMeshError(
-        Code.INVALID_ARGUMENT,
-        `EXPERTMESH_ATTENTION_ADDRESSES: node '${id}' is listed twice`,
-        { details: { EXPERTMESH_ATTENTION_ADDRESSES: id } },
-      );
-    }
-    out.set(id, entry.slice(at + 1));
-  }
-  return out;
+  return parseAddressMap(entries, {
+    variable: "EXPERTMESH_ATTENTION_ADDRESSES",
+    idName: "id",
+    member: "node",
+    emptyMessage: "at least one attention node (id=host:port) is needed",
+  });
 }

@@ -25,3 +25,5 @@ export type { ConfigOverrides, ConfigRegistry, ConfigValues, Env } from "./load-
 export { describeConfig } from "./describe-config.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 export { serviceEndpointOptions, serviceRuntimeOptions } from "./service-options.ts";
+export { parseAddressMap } from "./address-map.ts";
+export type { AddressMapOptions } from "./address-map.ts";
